@@ -1,0 +1,61 @@
+# Warren — build, test, demo, bench.
+# `make demo` and `make test` do all set-up themselves (as root on Debian).
+
+SHELL := /bin/bash
+NODE ?= node
+APT_PACKAGES := gcc make libc6-dev libssl-dev pkg-config iproute2 nftables iptables conntrack \
+	wireguard-go wireguard-tools iperf3 iputils-ping faketime tshark dnsutils procps psmisc
+NATIVE_LIB := native/build/libwarren_native.so
+TEST_FILES ?= $(sort $(wildcard dist/test/unit/*.test.js)) $(sort $(wildcard dist/test/lab/*.test.js))
+
+.PHONY: all setup apt npm native build lint test test-unit demo bench clean
+
+all: build
+
+# --- set-up -------------------------------------------------------------
+setup: apt npm native build
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+node_modules/.package-lock.json: package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+npm: node_modules/.package-lock.json
+
+# --- native helpers (built from source with the system compiler) --------
+$(NATIVE_LIB): $(wildcard native/*.c native/*.h)
+	@mkdir -p native/build
+	$(CC) -O2 -fPIC -shared -Wall -Wextra -o $@ native/*.c -lcrypto -lpthread
+
+native: $(NATIVE_LIB)
+
+# --- TypeScript ------------------------------------------------------------
+build: npm
+	npx tsc -p tsconfig.json
+
+lint: npm
+	npx eslint src test
+
+# --- tests -----------------------------------------------------------------
+test: setup
+	$(NODE) --test --test-reporter=spec --test-concurrency=2 --test-timeout=300000 $(TEST_FILES)
+
+test-unit: build native
+	$(NODE) --test --test-reporter=spec $(sort $(wildcard dist/test/unit/*.test.js))
+
+demo: setup
+	$(NODE) dist/test/demo/demo.js
+
+bench: setup
+	$(NODE) dist/test/bench/bench.js
+
+clean:
+	rm -rf dist native/build
