@@ -164,8 +164,8 @@ export function createResponse(
   const eprivObj = privateKeyObject(ephemeralPrivate);
   [ck] = blake2s.kdf(1, ck, dh(eprivObj, state.remoteEphemeral)) as [Uint8Array];
   [ck] = blake2s.kdf(1, ck, dh(eprivObj, peer.publicKeyObject)) as [Uint8Array];
-  let t: Uint8Array, k: Uint8Array;
-  [ck, t, k] = blake2s.kdf(3, ck, peer.presharedKey) as [Uint8Array, Uint8Array, Uint8Array];
+  const [ck3, t, k] = blake2s.kdf(3, ck, peer.presharedKey) as [Uint8Array, Uint8Array, Uint8Array];
+  ck = ck3;
   h = mixHash(h, t);
   const encEmpty = aead.seal(k, 0, EMPTY, h);
   h = mixHash(h, encEmpty);
@@ -190,8 +190,8 @@ export function consumeResponse(
   } catch {
     return null;
   }
-  let t: Uint8Array, k: Uint8Array;
-  [ck, t, k] = blake2s.kdf(3, ck, peer.presharedKey) as [Uint8Array, Uint8Array, Uint8Array];
+  const [ck3, t, k] = blake2s.kdf(3, ck, peer.presharedKey) as [Uint8Array, Uint8Array, Uint8Array];
+  ck = ck3;
   h = mixHash(h, t);
   if (!aead.open(k, 0, msg.encEmpty, h)) return null;
   const [sendKey, recvKey] = blake2s.kdf(2, ck, EMPTY) as [Uint8Array, Uint8Array];

@@ -1,0 +1,214 @@
+/**
+ * The packet worker: a poll() loop over the TUN, the UDP sockets and a wakeup
+ * eventfd, moving packets in batches through preallocated slot buffers —
+ * TUN → seal in place → sendmmsg, and recvmmsg → open in place → TUN — with
+ * the Device deciding per packet. It returns to its event loop only when the
+ * main thread signals the eventfd (a message is waiting).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadNative, POLLIN, POLLOUT } from './io/native.js';
+import { Device, type DeviceIO } from './device.js';
+import { systemClock } from './clock.js';
+import { PersistentTimestamps } from './timestamp-store.js';
+import { NativeTransportCrypto } from './native-crypto.js';
+import { nodeTransportCrypto, type TransportCrypto } from './transport-crypto.js';
+import { ENDPOINT_LEN } from './endpoint.js';
+import type { WorkerInit, ToWorker, FromWorker } from './engine-protocol.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const native = loadNative();
+const post = (m: FromWorker): void => port.postMessage(m);
+
+const BATCH = 64;
+const SLOT = Math.max(2048, Math.ceil((init.mtu + 96) / 64) * 64);
+const HEADROOM = 16;
+
+/** One outgoing list: datagrams (or TUN writes) pointing into one batch buffer. */
+class OutList {
+  n = 0;
+  readonly offs = new Int32Array(BATCH);
+  readonly lens = new Int32Array(BATCH);
+  readonly addrs = new Uint8Array(BATCH * ENDPOINT_LEN);
+}
+
+const tunIn = new Uint8Array(BATCH * SLOT);
+const tunInLens = new Int32Array(BATCH);
+const udpIn = new Uint8Array(BATCH * SLOT);
+const udpInLens = new Int32Array(BATCH);
+const udpInAddrs = new Uint8Array(BATCH * ENDPOINT_LEN);
+const out4 = new OutList();
+const out6 = new OutList();
+const tunOut = new OutList();
+const errs = new Int32Array(2);
+const one = { offs: new Int32Array(1), lens: new Int32Array(1) };
+const pollFds = new Int32Array([init.wakeFd, init.tunFd, init.udp4Fd, init.udp6Fd]);
+const nfds = init.udp6Fd >= 0 ? 4 : 3;
+const revents = new Int16Array(4);
+const outFd = new Int32Array(1);
+const outEv = new Int16Array([POLLOUT]);
+const outRev = new Int16Array(1);
+const drops = { udp_send_failed: 0, tun_write_failed: 0, rx_truncated: 0 };
+
+function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
+  const fd = dst[dstOff] === 6 ? init.udp6Fd : init.udp4Fd;
+  if (fd < 0) {
+    drops.udp_send_failed++;
+    return;
+  }
+  one.offs[0] = off;
+  one.lens[0] = len;
+  const a = dstOff === 0 && dst.length === ENDPOINT_LEN ? dst : dst.subarray(dstOff, dstOff + ENDPOINT_LEN);
+  if (native.udpSendBatch(fd, buf, off + len, 1, one.offs, one.lens, a, errs) !== 1) drops.udp_send_failed++;
+}
+
+const io: DeviceIO = {
+  sendUdp(buf, off, len, dst, dstOff) {
+    if (buf !== tunIn) return sendNow(buf, off, len, dst, dstOff);
+    const list = dst[dstOff] === 6 ? out6 : out4;
+    const i = list.n++;
+    list.offs[i] = off - i * SLOT;
+    list.lens[i] = len;
+    list.addrs.set(dst.subarray(dstOff, dstOff + ENDPOINT_LEN), i * ENDPOINT_LEN);
+  },
+  writeTun(buf, off, len) {
+    if (buf !== udpIn) {
+      one.offs[0] = off;
+      one.lens[0] = len;
+      if (native.writeBatch(init.tunFd, buf, off + len, 1, one.offs, one.lens, errs) !== 1) drops.tun_write_failed++;
+      return;
+    }
+    const i = tunOut.n++;
+    tunOut.offs[i] = off - i * SLOT;
+    tunOut.lens[i] = len;
+  },
+};
+
+const timestamps = new PersistentTimestamps(init.timestampPath, systemClock, (e) =>
+  post({ type: 'log', level: 'warn', msg: `cannot persist handshake timestamp: ${e.message}` }));
+let crypto: TransportCrypto;
+if (init.crypto === 'node') crypto = nodeTransportCrypto;
+else {
+  const nc = new NativeTransportCrypto(native);
+  nc.register(tunIn, SLOT);
+  nc.register(udpIn, SLOT);
+  crypto = nc;
+}
+const device = new Device(io, crypto, {
+  clock: systemClock,
+  timestamps,
+  timers: init.timers,
+  log: (level, msg) => post({ type: 'log', level, msg }),
+});
+
+function flushUdp(fd: number, list: OutList): void {
+  let done = 0;
+  let spins = 0;
+  while (done < list.n) {
+    // Resume after a partial send: shift the view so slot arithmetic still holds.
+    const r = native.udpSendBatch(fd, tunIn.subarray(done * SLOT), SLOT, list.n - done, list.offs.subarray(done),
+      list.lens.subarray(done), list.addrs.subarray(done * ENDPOINT_LEN), errs);
+    if (errs[0]! > 0) drops.udp_send_failed += errs[0]!;
+    if (r > 0) done += r;
+    if (done < list.n) {
+      if (r < 0 || ++spins > 50) {
+        drops.udp_send_failed += list.n - done;
+        break;
+      }
+      outFd[0] = fd;
+      native.poll(outFd, outEv, 1, outRev, 20);
+    }
+  }
+  list.n = 0;
+}
+
+function flushTun(): void {
+  if (tunOut.n === 0) return;
+  const r = native.writeBatch(init.tunFd, udpIn, SLOT, tunOut.n, tunOut.offs, tunOut.lens, errs);
+  if (errs[0]! > 0) drops.tun_write_failed += errs[0]!;
+  if (r < tunOut.n) drops.tun_write_failed += tunOut.n - Math.max(r, 0);
+  tunOut.n = 0;
+}
+
+function flush(): void {
+  if (out4.n) flushUdp(init.udp4Fd, out4);
+  if (out6.n) flushUdp(init.udp6Fd, out6);
+  flushTun();
+}
+
+function drainUdp(fd: number): void {
+  for (let round = 0; round < 8; round++) {
+    const n = native.udpRecvBatch(fd, udpIn, SLOT, BATCH, udpInLens, udpInAddrs);
+    if (n <= 0) return;
+    for (let i = 0; i < n; i++) {
+      const len = udpInLens[i]!;
+      if (len < 0) {
+        drops.rx_truncated++;
+        continue;
+      }
+      device.handleUdp(udpIn, i * SLOT, len, udpInAddrs, i * ENDPOINT_LEN);
+    }
+    flush();
+    if (n < BATCH) return;
+  }
+}
+
+function drainTun(): void {
+  for (let round = 0; round < 8; round++) {
+    const n = native.readBatch(init.tunFd, tunIn, SLOT, HEADROOM, BATCH, tunInLens);
+    if (n <= 0) return;
+    for (let i = 0; i < n; i++) {
+      const off = i * SLOT + HEADROOM;
+      device.handleTun(tunIn, off, tunInLens[i]!, (i + 1) * SLOT);
+    }
+    flush();
+    if (n < BATCH) return;
+  }
+}
+
+let running = true;
+
+function loop(): void {
+  try {
+    while (running) {
+      const wait = device.nextDeadline - systemClock.now();
+      const timeout = wait === Infinity ? 1000 : Math.max(0, Math.min(1000, Math.ceil(wait)));
+      const r = native.poll(pollFds, null, nfds, revents, timeout);
+      if (r > 0) {
+        if (revents[2]! & POLLIN) drainUdp(init.udp4Fd);
+        if (nfds > 3 && revents[3]! & POLLIN) drainUdp(init.udp6Fd);
+        if (revents[1]! & POLLIN) drainTun();
+      }
+      device.tick();
+      flush();
+      if (r > 0 && revents[0]! & POLLIN) {
+        native.eventfdDrain(init.wakeFd);
+        setImmediate(loop); // let pending messages in, then carry on
+        return;
+      }
+    }
+  } catch (err) {
+    post({ type: 'fatal', error: (err as Error).stack ?? String(err) });
+  }
+}
+
+port.on('message', (m: ToWorker) => {
+  try {
+    if (m.type === 'reconfig') device.reconfig(m.config);
+    else if (m.type === 'status') {
+      const st = device.status();
+      Object.assign(st.drops, drops);
+      post({ type: 'status', id: m.id, status: st });
+    } else if (m.type === 'stop') {
+      running = false;
+      for (const p of device.peers.values()) device.freeIndices(p.zeroAll());
+      post({ type: 'stopped' });
+      port.close();
+    }
+  } catch (err) {
+    post({ type: 'log', level: 'warn', msg: `worker: ${(err as Error).message}` });
+  }
+});
+
+post({ type: 'ready', crypto: crypto.name });
+setImmediate(loop);
