@@ -273,10 +273,12 @@ int WN_EXPORT wn_udp_send_batch(int fd, const uint8_t *buf, int slot, int n,
 {
     if (errs != NULL)
         errs[0] = errs[1] = 0;
-    if (slot <= 0 || n < 0)
+    /* slot == 0: offs[] are absolute offsets into buf (the caller picks
+     * packets from any slot and guarantees the bounds). */
+    if (slot < 0 || n < 0)
         return -EINVAL;
     for (int i = 0; i < n; i++)
-        if (offs[i] < 0 || lens[i] < 0 || (int64_t)offs[i] + lens[i] > slot)
+        if (offs[i] < 0 || lens[i] < 0 || (slot > 0 && (int64_t)offs[i] + lens[i] > slot))
             return -EINVAL;
 
     struct mmsghdr msgs[WN_BATCH_MAX];
@@ -359,10 +361,12 @@ int WN_EXPORT wn_write_batch(int fd, const uint8_t *buf, int slot, int n,
 {
     if (errs != NULL)
         errs[0] = errs[1] = 0;
-    if (slot <= 0 || n < 0)
+    /* slot == 0: offs[] are absolute offsets into buf (the caller picks
+     * packets from any slot and guarantees the bounds). */
+    if (slot < 0 || n < 0)
         return -EINVAL;
     for (int i = 0; i < n; i++)
-        if (offs[i] < 0 || lens[i] < 0 || (int64_t)offs[i] + lens[i] > slot)
+        if (offs[i] < 0 || lens[i] < 0 || (slot > 0 && (int64_t)offs[i] + lens[i] > slot))
             return -EINVAL;
 
     int i = 0;

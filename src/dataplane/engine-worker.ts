@@ -11,7 +11,7 @@ import { Device, type DeviceIO } from './device.js';
 import { systemClock } from './clock.js';
 import { PersistentTimestamps } from './timestamp-store.js';
 import { NativeTransportCrypto } from './native-crypto.js';
-import { nodeTransportCrypto, type TransportCrypto } from './transport-crypto.js';
+import { NodeTransportCrypto, type TransportCrypto } from './transport-crypto.js';
 import { ENDPOINT_LEN } from './endpoint.js';
 import type { WorkerInit, ToWorker, FromWorker } from './engine-protocol.js';
 
@@ -59,7 +59,7 @@ function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dst
   one.offs[0] = off;
   one.lens[0] = len;
   const a = dstOff === 0 && dst.length === ENDPOINT_LEN ? dst : dst.subarray(dstOff, dstOff + ENDPOINT_LEN);
-  if (native.udpSendBatch(fd, buf, off + len, 1, one.offs, one.lens, a, errs) !== 1) drops.udp_send_failed++;
+  if (native.udpSendBatch(fd, buf, 0, 1, one.offs, one.lens, a, errs) !== 1) drops.udp_send_failed++;
 }
 
 const io: DeviceIO = {
@@ -67,7 +67,7 @@ const io: DeviceIO = {
     if (buf !== tunIn) return sendNow(buf, off, len, dst, dstOff);
     const list = dst[dstOff] === 6 ? out6 : out4;
     const i = list.n++;
-    list.offs[i] = off - i * SLOT;
+    list.offs[i] = off;
     list.lens[i] = len;
     list.addrs.set(dst.subarray(dstOff, dstOff + ENDPOINT_LEN), i * ENDPOINT_LEN);
   },
@@ -75,11 +75,11 @@ const io: DeviceIO = {
     if (buf !== udpIn) {
       one.offs[0] = off;
       one.lens[0] = len;
-      if (native.writeBatch(init.tunFd, buf, off + len, 1, one.offs, one.lens, errs) !== 1) drops.tun_write_failed++;
+      if (native.writeBatch(init.tunFd, buf, 0, 1, one.offs, one.lens, errs) !== 1) drops.tun_write_failed++;
       return;
     }
     const i = tunOut.n++;
-    tunOut.offs[i] = off - i * SLOT;
+    tunOut.offs[i] = off;
     tunOut.lens[i] = len;
   },
 };
@@ -87,9 +87,9 @@ const io: DeviceIO = {
 const timestamps = new PersistentTimestamps(init.timestampPath, systemClock, (e) =>
   post({ type: 'log', level: 'warn', msg: `cannot persist handshake timestamp: ${e.message}` }));
 let crypto: TransportCrypto;
-if (init.crypto === 'node') crypto = nodeTransportCrypto;
+if (init.crypto === 'node') crypto = new NodeTransportCrypto(init.mtu);
 else {
-  const nc = new NativeTransportCrypto(native);
+  const nc = new NativeTransportCrypto(native, init.mtu);
   nc.register(tunIn, SLOT);
   nc.register(udpIn, SLOT);
   crypto = nc;
@@ -105,8 +105,8 @@ function flushUdp(fd: number, list: OutList): void {
   let done = 0;
   let spins = 0;
   while (done < list.n) {
-    // Resume after a partial send: shift the view so slot arithmetic still holds.
-    const r = native.udpSendBatch(fd, tunIn.subarray(done * SLOT), SLOT, list.n - done, list.offs.subarray(done),
+    // Offsets are absolute (slot 0): resuming after a partial send just skips entries.
+    const r = native.udpSendBatch(fd, tunIn, 0, list.n - done, list.offs.subarray(done),
       list.lens.subarray(done), list.addrs.subarray(done * ENDPOINT_LEN), errs);
     if (errs[0]! > 0) drops.udp_send_failed += errs[0]!;
     if (r > 0) done += r;
@@ -124,7 +124,7 @@ function flushUdp(fd: number, list: OutList): void {
 
 function flushTun(): void {
   if (tunOut.n === 0) return;
-  const r = native.writeBatch(init.tunFd, udpIn, SLOT, tunOut.n, tunOut.offs, tunOut.lens, errs);
+  const r = native.writeBatch(init.tunFd, udpIn, 0, tunOut.n, tunOut.offs, tunOut.lens, errs);
   if (errs[0]! > 0) drops.tun_write_failed += errs[0]!;
   if (r < tunOut.n) drops.tun_write_failed += tunOut.n - Math.max(r, 0);
   tunOut.n = 0;

@@ -11,7 +11,8 @@ export class NativeTransportCrypto implements TransportCrypto {
   readonly name = 'native (OpenSSL EVP)';
   private readonly views = new Map<ArrayBufferLike, { base: Uint8Array; slot: number; list: Uint8Array[] }>();
 
-  constructor(private readonly native: WarrenNative) {}
+  /** `mtu` caps WireGuard's padding (a full-MTU packet is not padded past it). */
+  constructor(private readonly native: WarrenNative, private readonly mtu = 0) {}
 
   /** Register a batch buffer made of `slot`-sized slots. */
   register(buf: Uint8Array, slot: number): void {
@@ -30,7 +31,7 @@ export class NativeTransportCrypto implements TransportCrypto {
   }
 
   seal(key: Buffer, receiver: number, counter: number, buf: Uint8Array, pktOff: number, plainLen: number, cap: number): number {
-    const r = this.native.seal(key, receiver, counter, this.view(buf, pktOff), plainLen, 0, cap - pktOff);
+    const r = this.native.seal(key, receiver, counter, this.view(buf, pktOff), plainLen, this.mtu, cap - pktOff);
     return r < 0 ? -1 : r;
   }
 

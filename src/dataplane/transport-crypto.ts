@@ -27,10 +27,21 @@ function setNonce(counter: number): void {
   nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
 }
 
-export const nodeTransportCrypto: TransportCrypto = {
-  name: 'node:crypto',
-  seal(key, receiver, counter, buf, pktOff, plainLen, cap) {
-    const padded = (plainLen + 15) & ~15;
+/** WireGuard's padding: up to a multiple of 16, never past the MTU (wireguard-go's calculatePaddingSize). */
+export function paddedLength(plainLen: number, mtu: number): number {
+  if (mtu <= 0) return (plainLen + 15) & ~15;
+  let last = plainLen;
+  if (last > mtu) last %= mtu;
+  const padded = Math.min((last + 15) & ~15, mtu);
+  return plainLen + (padded - last);
+}
+
+export class NodeTransportCrypto implements TransportCrypto {
+  readonly name = 'node:crypto';
+  constructor(private readonly mtu = 0) {}
+
+  seal(key: Buffer, receiver: number, counter: number, buf: Uint8Array, pktOff: number, plainLen: number, cap: number): number {
+    const padded = paddedLength(plainLen, this.mtu);
     const total = 16 + padded + 16;
     if (pktOff + total > cap) return -1;
     buf.fill(0, pktOff + 16 + plainLen, pktOff + 16 + padded);
@@ -48,8 +59,9 @@ export const nodeTransportCrypto: TransportCrypto = {
     buf.set(body, pktOff + 16);
     buf.set(c.getAuthTag(), pktOff + 16 + padded);
     return total;
-  },
-  open(key, buf, pktOff, len) {
+  }
+
+  open(key: Buffer, buf: Uint8Array, pktOff: number, len: number): number {
     const counter = transportCounter(buf, pktOff);
     if (counter < 0 || len < 32) return -1;
     setNonce(counter);
@@ -63,5 +75,7 @@ export const nodeTransportCrypto: TransportCrypto = {
     }
     buf.set(body, pktOff + 16);
     return len - 32;
-  },
-};
+  }
+}
+
+export const nodeTransportCrypto: TransportCrypto = new NodeTransportCrypto(0);

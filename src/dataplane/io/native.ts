@@ -66,14 +66,15 @@ export interface WarrenNative {
   /** recvmmsg up to min(max, BATCH_MAX) datagrams into buf + i*slot; lens[i] = length or -1 if truncated; sources at addrs + i*ADDR_LEN. Returns the count (0 if none). */
   udpRecvBatch(fd: number, buf: Bytes, slot: number, max: number, lens: Int32Array, addrs: Nullable<Bytes>): number;
   /**
-   * sendmmsg datagram i = lens[i] bytes at buf + i*slot + offs[i] to addrs + i*ADDR_LEN.
+   * sendmmsg datagram i = lens[i] bytes at buf + i*slot + offs[i] to addrs + i*ADDR_LEN
+   * (slot 0: offs[i] are absolute offsets into buf, bounds guaranteed by the caller).
    * Returns the number consumed (sent + dropped); fewer than n means EAGAIN: resume
    * from there after POLLOUT. errs = [dropped, last errno] for datagrams the kernel refused.
    */
   udpSendBatch(fd: number, buf: Bytes, slot: number, n: number, offs: Int32Array, lens: Int32Array, addrs: Bytes, errs: Nullable<Int32Array>): number;
   /** read() TUN packets into buf + i*slot + off until EAGAIN or max. Returns the count. */
   readBatch(fd: number, buf: Bytes, slot: number, off: number, max: number, lens: Int32Array): number;
-  /** write() packet i = lens[i] bytes at buf + i*slot + offs[i]. Same return/errs contract as udpSendBatch. */
+  /** write() packet i = lens[i] bytes at buf + i*slot + offs[i] (slot 0: absolute offsets). Same return/errs contract as udpSendBatch. */
   writeBatch(fd: number, buf: Bytes, slot: number, n: number, offs: Int32Array, lens: Int32Array, errs: Nullable<Int32Array>): number;
   /** poll() fds for events[i] (null: POLLIN for all); results in revents. Returns ready count, 0 on timeout/EINTR. */
   poll(fds: Int32Array, events: Nullable<Int16Array>, nfds: number, revents: Int16Array, timeoutMs: number): number;
