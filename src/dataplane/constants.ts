@@ -29,18 +29,11 @@ export const UNDER_LOAD_AFTER = 1_000;
 /** Packets staged per peer while waiting for a handshake. */
 export const MAX_STAGED_PACKETS = 128;
 
-export const MESSAGE_INITIATION = 1;
-export const MESSAGE_RESPONSE = 2;
-export const MESSAGE_COOKIE_REPLY = 3;
-export const MESSAGE_TRANSPORT = 4;
-
-export const INITIATION_SIZE = 148;
-export const RESPONSE_SIZE = 92;
-export const COOKIE_REPLY_SIZE = 64;
-export const TRANSPORT_HEADER_SIZE = 16;
-export const TRANSPORT_MIN_SIZE = 32; // header + empty padded payload + tag
-/** Bytes WireGuard adds to each inner packet (header + tag), excluding padding. */
-export const TRANSPORT_OVERHEAD = 32;
+// Message types and sizes are wire facts: defined in src/wire, re-exported here.
+export {
+  MESSAGE_INITIATION, MESSAGE_RESPONSE, MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, INITIATION_SIZE, RESPONSE_SIZE,
+  COOKIE_REPLY_SIZE, TRANSPORT_HEADER_SIZE, TRANSPORT_MIN_SIZE, TRANSPORT_OVERHEAD,
+} from '../wire/wireguard.js';
 
 /**
  * Tuning knobs with their production values. A shorter "test" profile exists

@@ -9,10 +9,19 @@
  * Decoders return null for anything malformed (wrong type, length, reserved bytes):
  * callers drop and count, never throw on the packet path.
  */
-import {
-  COOKIE_REPLY_SIZE, INITIATION_SIZE, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE,
-  MESSAGE_TRANSPORT, RESPONSE_SIZE, TRANSPORT_MIN_SIZE,
-} from '../dataplane/constants.js';
+export const MESSAGE_INITIATION = 1;
+export const MESSAGE_RESPONSE = 2;
+export const MESSAGE_COOKIE_REPLY = 3;
+export const MESSAGE_TRANSPORT = 4;
+
+export const INITIATION_SIZE = 148;
+export const RESPONSE_SIZE = 92;
+export const COOKIE_REPLY_SIZE = 64;
+export const TRANSPORT_HEADER_SIZE = 16;
+export const TRANSPORT_MIN_SIZE = 32; // header + empty padded payload + tag
+/** Bytes WireGuard adds to each inner packet (header + tag), excluding padding. */
+export const TRANSPORT_OVERHEAD = 32;
+
 
 export interface Initiation {
   sender: number;

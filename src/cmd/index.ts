@@ -1,0 +1,2 @@
+/** Binaries: wiring only (warrend, warren). Each calls one main(). */
+export {};
