@@ -200,7 +200,7 @@ export function parseWgQuick(text: string, source: string): WgQuickConfig {
       const d = cur.draft as InterfaceDraft;
       switch (lower) {
         case 'privatekey':
-          d.privateKey = parseKey(value, bad);
+          d.privateKey = parseKey(value, bad, true);
           break;
         case 'listenport':
           d.listenPort = parseUint(value, 0, 65535, bad);
@@ -233,7 +233,7 @@ export function parseWgQuick(text: string, source: string): WgQuickConfig {
           break;
         }
         case 'presharedkey':
-          p.presharedKey = parseKey(value, bad);
+          p.presharedKey = parseKey(value, bad, true);
           break;
         case 'allowedips':
           for (const item of splitList(value, bad)) {
@@ -278,8 +278,9 @@ type Bad = (what: string) => never;
 /** Exactly 32 bytes of standard base64: 43 characters and one "=". */
 const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
-function parseKey(value: string, bad: Bad): Uint8Array {
-  if (!KEY_RE.test(value)) bad(`"${value}" is not a base64 key of 32 bytes`);
+/** Secret keys are never echoed into error messages (they end up in logs). */
+function parseKey(value: string, bad: Bad, secret = false): Uint8Array {
+  if (!KEY_RE.test(value)) bad(`${secret ? `value (${value.length} characters, not shown)` : `"${value}"`} is not a base64 key of 32 bytes`);
   return new Uint8Array(Buffer.from(value, 'base64'));
 }
 

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET, SOCKET_ENV } from '../localapi/paths.js';
 import { stderrLogger } from '../util/log.js';
 import { testKnobs } from './test-mode.js';
-import { runWgMode } from './wg-mode.js';
+import { runWgMode, ConfigReadError } from './wg-mode.js';
 import { ConfigError } from '../control/wgquick.js';
 
 const USAGE = `usage: warrend --wg-config FILE [--tun NAME] [--socket PATH] [--state-dir DIR]
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
       log,
     });
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof ConfigReadError) {
       process.stderr.write(`warrend: ${err.message}\n`);
       return 2;
     }

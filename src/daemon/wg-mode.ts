@@ -25,12 +25,21 @@ export interface WgModeOptions {
 
 const DEFAULT_MTU = 1420;
 
+/** The configuration file cannot be read (missing, unreadable): a configuration error, exit code 2. */
+export class ConfigReadError extends Error {
+  readonly code = 'ECONFIGREAD';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigReadError';
+  }
+}
+
 export function readWgConfig(path: string): WgQuickConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ConfigReadError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   return parseWgQuick(text, path);
 }

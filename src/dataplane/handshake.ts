@@ -27,6 +27,7 @@ export class HandshakeLayer {
   private windowCount = 0;
   private buckets = new Map<string, { tokens: number; last: number }>();
   private lastBucketGc = 0;
+  private lastLogged = new Map<string, number>();
 
   constructor(private readonly dev: Device, private readonly timestamps: TimestampSource) {}
 
@@ -67,11 +68,12 @@ export class HandshakeLayer {
    */
   private admit(msg: Uint8Array, from: Uint8Array): boolean {
     const dev = this.dev;
+    const now = dev.clock.now();
     if (!dev.checker.checkMac1(msg)) {
       dev.drops.bad_mac1++;
+      this.logLimited(endpointIp(from), now, `handshake message from ${formatEndpoint(from)} is not addressed to our public key (bad MAC1): that peer has a wrong public key for us`);
       return false;
     }
-    const now = dev.clock.now();
     if (!this.underLoad(now)) return true;
     const src = endpointCookieBytes(from);
     if (!dev.checker.checkMac2(msg, src)) {
@@ -86,6 +88,15 @@ export class HandshakeLayer {
       return false;
     }
     return true;
+  }
+
+  /** At most one line per source address per 10 s, so a flood cannot flood the log. */
+  private logLimited(key: string, now: number, msg: string): void {
+    const last = this.lastLogged.get(key);
+    if (last !== undefined && now - last < 10_000) return;
+    if (this.lastLogged.size > 1024) this.lastLogged.clear();
+    this.lastLogged.set(key, now);
+    this.dev.log('warn', msg);
   }
 
   // ----------------------------------------------------------- initiator
@@ -187,10 +198,10 @@ export class HandshakeLayer {
     if (!r.ok) {
       if (r.reason === 'unknown_peer') {
         dev.drops.unknown_peer++;
-        dev.log('warn', `handshake from ${formatEndpoint(from)} with unknown public key ${Buffer.from(r.peerKey).toString('base64')}: no such peer, ignored`);
+        this.logLimited(endpointIp(from), dev.clock.now(), `handshake from ${formatEndpoint(from)} with unknown public key ${Buffer.from(r.peerKey).toString('base64')}: no such peer, ignored`);
       } else {
         dev.drops.handshake_failed++;
-        dev.log('warn', `handshake initiation from ${formatEndpoint(from)} did not decrypt (${r.reason}): not addressed to our key, or corrupted`);
+        this.logLimited(endpointIp(from), dev.clock.now(), `handshake initiation from ${formatEndpoint(from)} did not decrypt (${r.reason}): not addressed to our key, or corrupted`);
       }
       return;
     }

@@ -138,7 +138,7 @@ void describe('warrend refuses bad configuration and flags', () => {
   void test('a missing file: a clear message naming it, non-zero exit', async () => {
     const file = join(dir, 'no-such-file.conf');
     const r = await runWarrend(daemonArgs(file, 'missing'));
-    assert.notEqual(r.code, 0);
+    assert.equal(r.code, 2, 'a configuration error');
     assert.match(r.stderr, new RegExp(`cannot read ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: ENOENT`));
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     await assertNothingLeft('missing file');

@@ -198,6 +198,7 @@ void describe('warrend ↔ warrend', () => {
       return (st.drops['bad_mac1'] ?? 0) >= 1 ? st : null;
     }, { timeoutMs: 5_000, signal: p.a.proc.exitSignal });
     assert.equal(counter(a1, 'handshakes_answered'), 0);
+    assert.match(p.a.proc.output(), /not addressed to our public key \(bad MAC1\): that peer has a wrong public key for us/, 'a says why');
     assert.ok(counter(a1, 'handshakes_initiated') >= 1, 'a did try');
 
     // a's initiations keep failing: its log says it is retrying.

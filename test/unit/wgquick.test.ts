@@ -163,11 +163,11 @@ const REJECTS: Array<{ name: string; text: string; line: number; msg: RegExp }> 
     msg: /\[Peer\] has no PublicKey/ },
   { name: 'a duplicate peer', text: withPeer('[Peer]', `PublicKey = ${PUB_A}`), line: 6,
     msg: new RegExp(`PublicKey: peer ${PUB_A.replace(/[+/]/g, '\\$&')} is already defined \\(PublicKey at line 4\\)`) },
-  { name: 'a short key', text: '[Interface]\nPrivateKey = AAAA\n', line: 2, msg: /PrivateKey: "AAAA" is not a base64 key of 32 bytes/ },
+  { name: 'a short key', text: '[Interface]\nPrivateKey = AAAA\n', line: 2, msg: /PrivateKey: value \(4 characters, not shown\) is not a base64 key of 32 bytes/ },
   { name: 'a 33-byte key', text: `[Interface]\nPrivateKey = ${Buffer.alloc(33).toString('base64')}\n`, line: 2, msg: /not a base64 key/ },
   { name: 'a key with bad characters', text: `[Interface]\nPrivateKey = ${PRIV.replace(/^../, '!!')}\n`, line: 2, msg: /not a base64 key/ },
   { name: 'a key with non-zero padding bits', text: `[Interface]\nPrivateKey = ${PRIV.slice(0, 42)}B=\n`, line: 2, msg: /not a base64 key/ },
-  { name: 'a bad PresharedKey', text: withPeer('PresharedKey = nope'), line: 5, msg: /PresharedKey: "nope" is not a base64 key/ },
+  { name: 'a bad PresharedKey', text: withPeer('PresharedKey = nope'), line: 5, msg: /PresharedKey: value \(4 characters, not shown\) is not a base64 key/ },
   { name: 'ListenPort 65536', text: withInterface('ListenPort = 65536'), line: 3, msg: /ListenPort: 65536 is out of range \(0\.\.65535\)/ },
   { name: 'ListenPort -1', text: withInterface('ListenPort = -1'), line: 3, msg: /ListenPort: "-1" is not a number/ },
   { name: 'MTU 575', text: withInterface('MTU = 575'), line: 3, msg: /MTU: 575 is out of range \(576\.\.65535\)/ },
@@ -213,5 +213,12 @@ void describe('parseWgQuick rejects', () => {
         },
       );
     });
+  }
+});
+
+void it('a malformed secret key is never echoed into the error message', () => {
+  const secret = 'c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw=';
+  for (const text of [`[Interface]\nPrivateKey = ${secret}\n`, `[Interface]\nPrivateKey = ${PRIV}\n\n[Peer]\nPublicKey = ${PUB_A}\nPresharedKey = ${secret}\n`]) {
+    assert.throws(() => parseWgQuick(text, 'wg0.conf'), (err: Error) => !err.message.includes(secret) && /not shown/.test(err.message));
   }
 });
