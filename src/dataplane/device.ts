@@ -165,6 +165,13 @@ export class Device {
     for (const i of list) this.indices.delete(i);
   }
 
+  /** Zero a keypair that is being replaced and free its index. */
+  discard(kp: Keypair | null): void {
+    if (!kp) return;
+    kp.zero();
+    this.indices.delete(kp.localIndex);
+  }
+
   // ------------------------------------------------------- inbound (UDP)
 
   /**
@@ -259,10 +266,7 @@ export class Device {
 
   /** The responder's first data on a new session confirms it: next becomes current. */
   private confirmNext(peer: Peer): void {
-    if (peer.previous) {
-      peer.previous.zero();
-      this.indices.delete(peer.previous.localIndex);
-    }
+    this.discard(peer.previous);
     peer.previous = peer.current;
     peer.current = peer.next;
     peer.next = null;

@@ -158,15 +158,9 @@ export class HandshakeLayer {
     const kp = new Keypair(peer, keys.sendKey, keys.recvKey, m.receiver, m.sender, true, now);
     dev.indices.set(m.receiver, { peer, keypair: kp });
     peer.handshake = null;
-    if (peer.next) {
-      peer.next.zero();
-      dev.indices.delete(peer.next.localIndex);
-      peer.next = null;
-    }
-    if (peer.previous) {
-      peer.previous.zero();
-      dev.indices.delete(peer.previous.localIndex);
-    }
+    dev.discard(peer.next);
+    peer.next = null;
+    dev.discard(peer.previous);
     peer.previous = peer.current;
     peer.current = kp;
     peer.endpoint = from;
@@ -226,10 +220,7 @@ export class HandshakeLayer {
     const { message, keys } = createResponse(peer.identity, r.state, localIndex, m.sender);
     const kp = new Keypair(peer, keys.sendKey, keys.recvKey, localIndex, m.sender, false, now);
     dev.indices.set(localIndex, { peer, keypair: kp });
-    if (peer.next) {
-      peer.next.zero();
-      dev.indices.delete(peer.next.localIndex);
-    }
+    dev.discard(peer.next);
     peer.next = kp;
     peer.endpoint = from;
     peer.rxBytes += msg.length;

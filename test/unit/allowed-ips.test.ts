@@ -17,21 +17,11 @@ import {
 } from '../../src/dataplane/allowed-ips.js';
 import type { Prefix } from '../../src/dataplane/allowed-ips.js';
 import type IpAddr from 'ipaddr.js';
+import { rng } from '../helpers/rng.js';
 
 // ipaddr.js is CommonJS with `export =` typings: load it the CommonJS way.
 const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof IpAddr;
 
-/** Small seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const P = parsePrefix;
 const F = (s: string): string => formatPrefix(parsePrefix(s));

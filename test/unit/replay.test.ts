@@ -6,18 +6,8 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { MAX_COUNTER, REPLAY_WINDOW_SIZE, ReplayWindow } from '../../src/dataplane/replay.js';
+import { rng } from '../helpers/rng.js';
 
-/** Small seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Checks, accepts, and confirms the counter is then seen. */
 function expect(w: ReplayWindow, counter: number, want: boolean, step: string): void {

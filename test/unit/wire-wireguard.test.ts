@@ -26,6 +26,7 @@ import {
   RESPONSE_SIZE,
   TRANSPORT_MIN_SIZE,
 } from '../../src/dataplane/constants.js';
+import { rng } from '../helpers/rng.js';
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex');
@@ -38,17 +39,6 @@ function fill(n: number, start: number): Uint8Array {
   return b;
 }
 
-/** Small seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('constants', () => {
   it('message sizes are the whitepaper sizes', () => {
