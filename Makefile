@@ -6,7 +6,9 @@ NODE ?= node
 APT_PACKAGES := gcc make libc6-dev libssl-dev pkg-config iproute2 nftables iptables conntrack \
 	wireguard-go wireguard-tools iperf3 iputils-ping faketime tshark dnsutils procps psmisc
 NATIVE_LIB := native/build/libwarren_native.so
-TEST_FILES ?= $(sort $(wildcard dist/test/unit/*.test.js)) $(sort $(wildcard dist/test/lab/*.test.js))
+# Test files are listed when the recipe runs (after the build), never at parse time.
+UNIT_TESTS = $$(ls dist/test/unit/*.test.js)
+LAB_TESTS = $$(ls dist/test/lab/*.test.js)
 
 .PHONY: all setup apt npm native build lint test test-unit demo bench clean
 
@@ -39,6 +41,7 @@ native: $(NATIVE_LIB)
 
 # --- TypeScript ------------------------------------------------------------
 build: npm
+	rm -rf dist
 	npx tsc -p tsconfig.json
 
 lint: npm
@@ -46,10 +49,11 @@ lint: npm
 
 # --- tests -----------------------------------------------------------------
 test: setup
-	$(NODE) --test --test-reporter=spec --test-concurrency=2 --test-timeout=300000 $(TEST_FILES)
+	@if [ "$$(id -u)" != 0 ]; then echo "make test needs root (network namespaces, TUN)"; exit 1; fi
+	$(NODE) --test --test-reporter=spec --test-concurrency=2 --test-timeout=300000 $(UNIT_TESTS) $(LAB_TESTS)
 
 test-unit: build native
-	$(NODE) --test --test-reporter=spec $(sort $(wildcard dist/test/unit/*.test.js))
+	$(NODE) --test --test-reporter=spec $(UNIT_TESTS)
 
 demo: setup
 	$(NODE) dist/test/demo/demo.js
