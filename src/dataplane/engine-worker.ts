@@ -69,7 +69,9 @@ const io: DeviceIO = {
     const i = list.n++;
     list.offs[i] = off;
     list.lens[i] = len;
-    list.addrs.set(dst.subarray(dstOff, dstOff + ENDPOINT_LEN), i * ENDPOINT_LEN);
+    const a = list.addrs;
+    const base = i * ENDPOINT_LEN;
+    for (let k = 0; k < ENDPOINT_LEN; k++) a[base + k] = dst[dstOff + k]!; // no subarray per packet
   },
   writeTun(buf, off, len) {
     if (buf !== udpIn) {
