@@ -50,10 +50,10 @@ lint: npm
 # --- tests -----------------------------------------------------------------
 test: setup
 	@if [ "$$(id -u)" != 0 ]; then echo "make test needs root (network namespaces, TUN)"; exit 1; fi
-	$(NODE) --test --test-reporter=spec --test-concurrency=2 --test-timeout=300000 $(UNIT_TESTS) $(LAB_TESTS)
+	$(NODE) dist/test/run-tests.js $(UNIT_TESTS) $(LAB_TESTS)
 
 test-unit: build native
-	$(NODE) --test --test-reporter=spec $(UNIT_TESTS)
+	$(NODE) dist/test/run-tests.js $(UNIT_TESTS)
 
 demo: setup
 	$(NODE) dist/test/demo/demo.js
