@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 NODE ?= node
-APT_PACKAGES := gcc make libc6-dev libssl-dev pkg-config iproute2 nftables iptables conntrack \
+APT_PACKAGES := gcc g++ make python3 libc6-dev libssl-dev pkg-config iproute2 nftables iptables conntrack \
 	wireguard-go wireguard-tools iperf3 iputils-ping faketime tshark dnsutils procps psmisc
 NATIVE_LIB := native/build/libwarren_native.so
 # Test files are listed when the recipe runs (after the build), never at parse time.
@@ -30,7 +30,14 @@ node_modules/.package-lock.json: package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-npm: node_modules/.package-lock.json
+# better-sqlite3 is compiled from source (install scripts are off in .npmrc, and
+# nothing may be downloaded but from the registries): node-gyp with the system compiler.
+SQLITE_ADDON := node_modules/better-sqlite3/build/Release/better_sqlite3.node
+$(SQLITE_ADDON): node_modules/.package-lock.json
+	npm_config_build_from_source=true npm rebuild better-sqlite3 --ignore-scripts=false
+	@test -f $@
+
+npm: node_modules/.package-lock.json $(SQLITE_ADDON)
 
 # --- native helpers (built from source with the system compiler) --------
 $(NATIVE_LIB): $(wildcard native/*.c native/*.h)
