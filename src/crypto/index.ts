@@ -9,3 +9,4 @@ export * from './x25519.js';
 export * from './blake2s.js';
 export * from './aead.js';
 export * from './tai64n.js';
+export * from './box.js';
