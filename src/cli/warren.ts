@@ -18,53 +18,11 @@ import { LocalApiClient, LocalApiClientError } from '../localapi/client.js';
 import { DEFAULT_SOCKET, SOCKET_ENV } from '../localapi/paths.js';
 import { formatStatus, formatStatusJson } from './status-format.js';
 
-export interface Writer {
-  write(chunk: string): unknown;
-}
+import { UsageError, HELP_OPTION, type CliIo, type Command, type CommandContext, type ParsedArgs } from './command.js';
+import { upCommand, downCommand, logoutCommand, ipCommand, debugCommand } from './mesh-commands.js';
+import { formatMeshStatus, isMeshStatus } from './mesh-status-format.js';
 
-export interface CliIo {
-  stdout: Writer;
-  stderr: Writer;
-  /** Environment (for WARREN_SOCKET); defaults to process.env. */
-  env: Record<string, string | undefined>;
-  /** Current time in unix milliseconds. */
-  now: () => number;
-}
-
-/** What a command gets to work with. */
-interface CommandContext {
-  io: CliIo;
-  socketPath: string;
-  client(): LocalApiClient;
-}
-
-interface ParsedArgs {
-  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
-  positionals: string[];
-}
-
-interface Command {
-  name: string;
-  summary: string;
-  /** Usage text shown by `warren help NAME` and `warren NAME --help`. */
-  usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
-  allowPositionals?: boolean;
-  run(args: ParsedArgs, ctx: CommandContext): Promise<number>;
-}
-
-/** A mistake in how the command was called: exit 2 with a usage hint. */
-class UsageError extends Error {
-  override name = 'UsageError';
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-  }
-}
-
-const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
+export type { CliIo, Writer } from './command.js';
 
 const statusCommand: Command = {
   name: 'status',
@@ -80,7 +38,8 @@ const statusCommand: Command = {
   options: { json: { type: 'boolean' } },
   async run({ values }, ctx) {
     const status = await ctx.client().status();
-    ctx.io.stdout.write(values.json ? formatStatusJson(status) : formatStatus(status, ctx.io.now()));
+    if (isMeshStatus(status)) ctx.io.stdout.write(values.json ? JSON.stringify(status, null, 2) + '\n' : formatMeshStatus(status, ctx.io.now()));
+    else ctx.io.stdout.write(values.json ? formatStatusJson(status) : formatStatus(status, ctx.io.now()));
     return 0;
   },
 };
@@ -116,7 +75,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [statusCommand, versionCommand, helpCommand];
+const COMMANDS: readonly Command[] = [upCommand, downCommand, logoutCommand, statusCommand, ipCommand, debugCommand, versionCommand, helpCommand];
 
 const GLOBAL_OPTIONS = {
   socket: { type: 'string' },
@@ -192,7 +151,8 @@ function contextFor(io: CliIo, socketPath: string): CommandContext {
   return {
     io,
     socketPath,
-    client: () => (client ??= new LocalApiClient(socketPath)),
+    // up waits for registration and the first netmap: allow for it.
+    client: () => (client ??= new LocalApiClient(socketPath, { timeoutMs: 45_000 })),
   };
 }
 

@@ -9,10 +9,16 @@ import { DEFAULT_SOCKET, SOCKET_ENV } from '../localapi/paths.js';
 import { stderrLogger } from '../util/log.js';
 import { testKnobs } from './test-mode.js';
 import { runWgMode, ConfigReadError } from './wg-mode.js';
+import { runMeshMode } from './mesh-mode.js';
+import { TEST_TIMERS } from '../dataplane/constants.js';
 import { ConfigError } from '../control/wgquick.js';
 
 const USAGE = `usage: warrend --wg-config FILE [--tun NAME] [--socket PATH] [--state-dir DIR]
-       warrend [--config FILE] [--state-dir DIR] [--tun NAME] [--port N] [--socket PATH]   (mesh mode: not yet available)`;
+       warrend [--state-dir DIR] [--tun NAME] [--port N] [--socket PATH]
+
+Without --wg-config warrend runs as a tailnet node (mesh mode); join with
+"warren up --login-server URL --auth-key KEY". Defaults: --state-dir /var/lib/warren,
+--tun warren0, --port 41641, --socket /run/warren/warrend.sock.`;
 
 export async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
@@ -48,16 +54,40 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const wgConfig = values['wg-config'] as string | undefined;
+  const socketPath = (values['socket'] as string | undefined) ?? process.env[SOCKET_ENV] ?? DEFAULT_SOCKET;
+  const stateDir = (values['state-dir'] as string | undefined) ?? '/var/lib/warren';
+  if (values['config']) {
+    process.stderr.write('warrend: --config (the appliance\'s warren.conf) is not available yet; use "warren up"\n');
+    return 2;
+  }
   if (!wgConfig) {
-    process.stderr.write(`warrend: mesh mode (control server) is not available yet; use --wg-config FILE\n${USAGE}\n`);
+    const portText = (values['port'] as string | undefined) ?? '41641';
+    const port = Number(portText);
+    if (!/^\d+$/.test(portText) || port > 65535) {
+      process.stderr.write(`warrend: --port "${portText}" is not a UDP port (0-65535)\n`);
+      return 2;
+    }
+    const fast = knobs.timers === TEST_TIMERS;
+    try {
+      return await runMeshMode({
+        stateDir, tun: (values['tun'] as string | undefined) ?? 'warren0', port, socketPath, knobs, log,
+        backoffMinMs: fast ? 200 : 1_000, backoffMaxMs: fast ? 2_000 : 30_000,
+      });
+    } catch (err) {
+      log('error', (err as Error).message);
+      return 1;
+    }
+  }
+  if (values['port']) {
+    process.stderr.write('warrend: --port applies to mesh mode; in plain WireGuard mode set ListenPort in the file\n');
     return 2;
   }
   try {
     return await runWgMode({
       configPath: wgConfig,
       tun: (values['tun'] as string | undefined) ?? 'wg0',
-      socketPath: (values['socket'] as string | undefined) ?? process.env[SOCKET_ENV] ?? DEFAULT_SOCKET,
-      stateDir: (values['state-dir'] as string | undefined) ?? '/var/lib/warren',
+      socketPath,
+      stateDir,
       knobs,
       log,
     });

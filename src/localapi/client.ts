@@ -36,6 +36,8 @@ export class LocalApiClientError extends Error {
 
 export interface LocalApiClientOptions {
   timeoutMs?: number;
+  /** The daemon's name in messages (default "warrend"). */
+  daemon?: string;
 }
 
 export interface LocalApiCallOptions {
@@ -44,12 +46,14 @@ export interface LocalApiCallOptions {
 
 export class LocalApiClient {
   private readonly timeoutMs: number;
+  private readonly daemon: string;
 
   constructor(
     readonly socketPath: string,
     opts: LocalApiClientOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.daemon = opts.daemon ?? 'warrend';
   }
 
   async status(opts: LocalApiCallOptions = {}): Promise<DeviceStatus> {
@@ -61,7 +65,7 @@ export class LocalApiClient {
   }
 
   /** One request; resolves to the parsed JSON answer of a 2xx response. */
-  private call(method: string, path: string, body: unknown, opts: LocalApiCallOptions): Promise<unknown> {
+  call(method: string, path: string, body: unknown, opts: LocalApiCallOptions = {}): Promise<unknown> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = request(
@@ -83,7 +87,7 @@ export class LocalApiClient {
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
             if (size > MAX_RESPONSE_BYTES) {
-              req.destroy(new LocalApiClientError('protocol', 'warrend sent an oversized answer'));
+              req.destroy(new LocalApiClientError('protocol', `${this.daemon} sent an oversized answer`));
               return;
             }
             chunks.push(chunk);
@@ -97,7 +101,7 @@ export class LocalApiClient {
               parsed = text === '' ? null : JSON.parse(text);
             } catch (err) {
               if (status >= 200 && status < 300) {
-                reject(new LocalApiClientError('protocol', `warrend sent invalid JSON for ${path}`, { cause: err }));
+                reject(new LocalApiClientError('protocol', `${this.daemon} sent invalid JSON for ${path}`, { cause: err }));
                 return;
               }
             }
@@ -111,7 +115,7 @@ export class LocalApiClient {
         },
       );
       req.once('timeout', () => {
-        req.destroy(new LocalApiClientError('timeout', `warrend did not answer within ${this.timeoutMs} ms`));
+        req.destroy(new LocalApiClientError('timeout', `${this.daemon} did not answer within ${this.timeoutMs} ms`));
       });
       req.once('error', (err) => reject(this.explain(err)));
       req.end(payload);
@@ -120,20 +124,20 @@ export class LocalApiClient {
 
   private explain(err: Error): Error {
     if (err instanceof LocalApiClientError) return err;
-    return explainConnectError(err, this.socketPath);
+    return explainConnectError(err, this.socketPath, this.daemon);
   }
 }
 
 /** Turns a socket-level error into one a user can act on. */
-export function explainConnectError(err: Error, socketPath: string): LocalApiClientError {
+export function explainConnectError(err: Error, socketPath: string, daemon = 'warrend'): LocalApiClientError {
   const code = (err as NodeJS.ErrnoException).code;
   switch (code) {
     case 'ENOENT':
-      return new LocalApiClientError('not_running', `warrend is not running (no socket at ${socketPath})`, {
+      return new LocalApiClientError('not_running', `${daemon} is not running (no socket at ${socketPath})`, {
         cause: err,
       });
     case 'ECONNREFUSED':
-      return new LocalApiClientError('not_running', `warrend is not running (nothing listening on ${socketPath})`, {
+      return new LocalApiClientError('not_running', `${daemon} is not running (nothing listening on ${socketPath})`, {
         cause: err,
       });
     case 'EACCES':
@@ -144,7 +148,7 @@ export function explainConnectError(err: Error, socketPath: string): LocalApiCli
         { cause: err },
       );
     case 'ABORT_ERR':
-      return new LocalApiClientError('connect', 'request to warrend aborted', { cause: err });
+      return new LocalApiClientError('connect', `request to ${daemon} aborted`, { cause: err });
     default:
       return new LocalApiClientError('connect', `cannot talk to warrend at ${socketPath}: ${err.message}`, {
         cause: err,

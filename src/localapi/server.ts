@@ -85,7 +85,9 @@ class BodyTooLargeError extends Error {}
 
 export interface LocalApiServerOptions {
   socketPath: string;
-  handlers: LocalApiHandlers;
+  /** warrend's handlers (routeTable), or `routes` for another service on a unix socket (warren-control's admin API). */
+  handlers?: LocalApiHandlers;
+  routes?: LocalApiRoute[];
   log?: (m: string) => void;
 }
 
@@ -100,7 +102,8 @@ export class LocalApiServer {
   constructor(opts: LocalApiServerOptions) {
     this.socketPath = opts.socketPath;
     this.log = opts.log ?? (() => {});
-    for (const r of routeTable(opts.handlers)) {
+    const routes = opts.routes ?? (opts.handlers ? routeTable(opts.handlers) : []);
+    for (const r of routes) {
       let byMethod = this.routes.get(r.path);
       if (!byMethod) this.routes.set(r.path, (byMethod = new Map()));
       byMethod.set(r.method, r);

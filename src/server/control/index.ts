@@ -1,12 +1,10 @@
 /**
- * The coordination server (`warren-control`): identities, auth keys, tailnet
- * addresses, node names and the versioned change log that feeds netmap deltas.
- *
- * Today this folder holds the storage layer — the async `Store` contract with
- * the rules every backend shares (store.ts) and its SQLite implementation
- * (sqlite-store.ts). The HTTPS endpoints (challenge, register, rotate), the
- * per-node map streams and the admin API over a unix socket come next and
- * build on the store; PostgreSQL can implement the same interface later.
+ * warren-control, the coordination server: storage (SQLite behind the Store
+ * interface), the HTTPS API (challenges, registration, key rotation), the map
+ * streams with versioned deltas (hub), housekeeping (ephemeral nodes, key
+ * expiry), the admin API on a unix socket, and the command line.
  */
 export * from './store.js';
 export * from './sqlite-store.js';
+export { ControlServer, type ControlServerOptions } from './server.js';
+export { main } from './cli.js';

@@ -1,0 +1,30 @@
+/** `warren status` text for mesh mode: one line per node, then health warnings. */
+import type { MeshStatus } from '../control/mesh-status.js';
+import { ago, formatBytes } from './status-format.js';
+
+export function isMeshStatus(s: unknown): s is MeshStatus {
+  return typeof s === 'object' && s !== null && (s as { mode?: unknown }).mode === 'mesh';
+}
+
+function v4(addrs: string[]): string {
+  return (addrs.find((a) => !a.includes(':')) ?? addrs[0] ?? '-').replace(/\/\d+$/, '');
+}
+
+export function formatMeshStatus(s: MeshStatus, now: number): string {
+  const lines: string[] = [];
+  if (s.backendState !== 'Running' || !s.self) {
+    lines.push(`${s.backendState}${s.backendState === 'NeedsLogin' ? ': run "warren up --login-server URL --auth-key KEY"' : s.backendState === 'Stopped' ? ': run "warren up"' : ''}`);
+  }
+  if (s.self) lines.push(`${v4(s.self.addresses).padEnd(16)}${s.self.name.padEnd(24)}this node${s.controlConnected ? '' : ' (control unreachable)'}`);
+  for (const p of s.peers) {
+    const state = [
+      p.online ? 'online' : p.lastSeen ? `offline, last seen ${ago(Math.floor(p.lastSeen / 1000), Math.floor(now / 1000))}` : 'offline',
+      p.endpoint ? `direct ${p.endpoint}` : 'no endpoint',
+      p.latestHandshake ? `handshake ${ago(p.latestHandshake, Math.floor(now / 1000))}` : 'no handshake',
+      p.rxBytes || p.txBytes ? `rx ${formatBytes(p.rxBytes)} tx ${formatBytes(p.txBytes)}` : '',
+    ].filter(Boolean).join('; ');
+    lines.push(`${v4(p.addresses).padEnd(16)}${p.name.padEnd(24)}${state}`);
+  }
+  for (const h of s.health) lines.push(`# ${h.severity}: ${h.text}`);
+  return lines.join('\n') + '\n';
+}

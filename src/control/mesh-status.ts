@@ -1,0 +1,43 @@
+/**
+ * What `warren status` shows in mesh mode (`--json` prints this object as is):
+ * the backend state, this node, every peer with its tailnet addresses, whether
+ * control says it is online, its endpoint and the data plane's view of it
+ * (latest handshake, bytes), health warnings as data, and the raw device status.
+ */
+import type { DeviceStatus } from '../dataplane/status.js';
+
+export type BackendState = 'NeedsLogin' | 'Stopped' | 'Starting' | 'Running';
+
+export interface HealthWarning {
+  code: string;
+  severity: 'info' | 'warning' | 'error';
+  text: string;
+}
+
+export interface MeshPeerStatus {
+  id: number;
+  name: string;
+  addresses: string[];
+  /** The control server's view: connected to it now. */
+  online: boolean;
+  lastSeen: number | null;
+  nodeKey: string;
+  endpoint: string | null;
+  /** Unix seconds; 0 = never. */
+  latestHandshake: number;
+  rxBytes: number;
+  txBytes: number;
+  keyExpiry: number | null;
+}
+
+export interface MeshStatus {
+  mode: 'mesh';
+  backendState: BackendState;
+  controlUrl: string | null;
+  controlConnected: boolean;
+  self: { id: number; name: string; addresses: string[]; nodeKey: string; keyExpiry: number | null; tags: string[] } | null;
+  peers: MeshPeerStatus[];
+  health: HealthWarning[];
+  netmapVersion: number | null;
+  device: DeviceStatus;
+}

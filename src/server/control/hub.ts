@@ -1,0 +1,82 @@
+/**
+ * The netmap hub: every change to a node becomes one entry in the persisted,
+ * versioned change log and is pushed as a delta to every connected node;
+ * a node that (re)connects gets the deltas it missed or a full map. All
+ * mutations and initial syncs run through one serial queue, so a node's full
+ * map and the deltas after it never interleave wrongly.
+ */
+import type { Store, NodeRecord } from './store.js';
+import { buildNetmap, changeFor, isExpired, nodeView, type LoggedChange } from './views.js';
+import type { MapSession } from './map-session.js';
+import type { Change } from '../../wire/control.js';
+
+export interface HubOptions {
+  store: Store;
+  keepaliveMs: number;
+  now: () => number;
+  log: (level: 'info' | 'warn' | 'debug', msg: string) => void;
+  /** Change-log entries kept for delta catch-up. */
+  keepChanges?: number;
+}
+
+export class Hub {
+  readonly sessions = new Map<number, MapSession>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private published = 0;
+
+  constructor(private readonly o: HubOptions) {}
+
+  /** Run `fn` after everything queued before it. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Log and broadcast changes (call inside serial()). */
+  async publish(changes: LoggedChange[]): Promise<void> {
+    for (const c of changes) {
+      const version = await this.o.store.appendChange(c);
+      for (const s of this.sessions.values()) {
+        if (s.nodeId === null || s.version >= version) continue;
+        const mine = changeFor(c, s.nodeId);
+        s.version = version;
+        if (mine) s.send({ type: 'delta', version, changes: [mine] });
+      }
+    }
+    if (++this.published % 1000 === 0) await this.o.store.trimChanges(this.o.keepChanges ?? 10_000);
+  }
+
+  upsert(n: NodeRecord): LoggedChange {
+    return { op: 'upsert', node: nodeView(n) };
+  }
+
+  /** First sync of a session: the missed deltas if the log still has them, else a full map. */
+  async sync(s: MapSession, self: NodeRecord, clientVersion: number | null): Promise<void> {
+    const current = await this.o.store.currentVersion();
+    if (clientVersion !== null && clientVersion <= current) {
+      const since = await this.o.store.changesSince(clientVersion);
+      // A resync marker (written at every server start) means changes may have been
+      // lost in a crash before it: only a full map is safe then.
+      if (since && !since.some((r) => (r.change as LoggedChange).op === 'resync')) {
+        const changes = since.map((r) => changeFor(r.change as LoggedChange, self.id)).filter((c): c is Change => c !== null);
+        s.version = current;
+        s.send({ type: 'delta', version: current, changes });
+        return;
+      }
+    }
+    const all = await this.o.store.listNodes();
+    s.version = current;
+    s.send({ type: 'full', version: current, netmap: buildNetmap(self, all, this.o.now(), this.o.keepaliveMs) });
+  }
+
+  /** Close a node's stream with an error frame (deleted, expired...). */
+  kick(nodeId: number, code: string, error: string): void {
+    const s = this.sessions.get(nodeId);
+    if (s) s.fail(code, error);
+  }
+
+  isExpired(n: NodeRecord): boolean {
+    return isExpired(n, this.o.now());
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * What the server tells nodes: NodeView for one node record, the full netmap
+ * for a node (everyone else who is not expired; until a policy exists every
+ * node may reach every other), and the translation of global change-log
+ * entries into one node's deltas (its own record becomes `self`).
+ */
+import type { NodeRecord } from './store.js';
+import type { Change, Netmap, NodeView } from '../../wire/control.js';
+
+export function nodeView(n: NodeRecord): NodeView {
+  const addresses = [`${n.ipv4}/32`, `${n.ipv6}/128`];
+  return {
+    id: n.id, name: n.name, nodeKey: n.nodeKey, discoKey: n.discoKey, addresses, allowedIps: addresses.slice(),
+    endpoints: n.endpoints.slice(0, 64), online: n.online, lastSeen: n.lastSeen, keyExpiry: n.keyExpiry,
+    tags: n.tags, hostinfo: n.hostinfo as NodeView['hostinfo'],
+  };
+}
+
+export function isExpired(n: { keyExpiry: number | null }, now: number): boolean {
+  return n.keyExpiry !== null && n.keyExpiry <= now;
+}
+
+export function buildNetmap(self: NodeRecord, all: NodeRecord[], now: number, keepaliveMs: number): Netmap {
+  return {
+    self: nodeView(self),
+    peers: all.filter((n) => n.id !== self.id && !isExpired(n, now)).map(nodeView),
+    dns: { nameservers: [], domains: [] },
+    packetFilter: [{ src: ['*'], dst: ['*'] }],
+    keepaliveMs,
+  };
+}
+
+/** A change as logged: about one node, for everyone. */
+export type LoggedChange = { op: 'upsert'; node: NodeView } | { op: 'remove'; id: number } | { op: 'resync' };
+
+/** The same change as node `selfId` must see it; null = nothing for it. */
+export function changeFor(c: LoggedChange, selfId: number): Change | null {
+  if (c.op === 'resync') return null;
+  if (c.op === 'remove') return c.id === selfId ? null : c;
+  if (c.node.id === selfId) return { op: 'self', node: c.node };
+  return c;
+}
