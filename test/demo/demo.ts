@@ -1,20 +1,24 @@
 /**
- * `make demo`: a tunnel between warrend and stock wireguard-go in two network
- * namespaces. Shows the wg-quick file, `warren status`, pings across the
- * tunnel both ways over IPv4 and IPv6, then cleans everything up. Grows into a
- * whole local tailnet as the control server, relay and NAT traversal land.
+ * `make demo`, in network namespaces, cleaned up at the end:
+ *  1. a tailnet: warren-control (self-signed, pinned) and three warrend nodes
+ *     on one LAN join with one auth key and ping each other by tailnet IP;
+ *     `warren status` and `warren-control nodes list` are shown;
+ *  2. plain WireGuard mode: warrend and stock wireguard-go, pings both ways.
+ * Grows as the relay and NAT traversal land.
  */
 import { Lab, twoHosts } from '../helpers/lab.js';
 import { genKeyPair, startWireguardGo, wireguardGoVersion } from '../helpers/wg.js';
 import { startWarrend, wgQuickText, type WarrendSpec } from '../helpers/warrend.js';
+import { MeshLab, useControl } from '../helpers/mesh.js';
 
 const say = (s: string): void => void process.stdout.write(`\n\x1b[1m== ${s}\x1b[0m\n`);
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('make demo needs root (network namespaces, TUN)');
+  await tailnet();
   const lab = Lab.create('demo');
   try {
-    say('Two hosts in network namespaces, joined by a veth');
+    say('Plain WireGuard mode. Two hosts in network namespaces, joined by a veth');
     const h = await twoHosts(lab);
     console.log(`  ${h.a}: ${h.aAddr}   (warrend)\n  ${h.b}: ${h.bAddr}   (wireguard-go ${await wireguardGoVersion()})`);
     const ka = genKeyPair(), kb = genKeyPair();
@@ -40,6 +44,43 @@ async function main(): Promise<void> {
     const st = await w.cli(['status']);
     process.stdout.write(st.stdout.replace(/^/gm, '  '));
     say('Done: cleaning up the namespaces');
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+async function tailnet(): Promise<void> {
+  const lab = Lab.create('demomesh');
+  try {
+    const m = new MeshLab(lab, { WARREN_TEST_MODE: '0', WARREN_TIMERS: 'production', WARREN_LOG: 'info' });
+    await m.init();
+    say('A tailnet: warren-control serve --tls-self-signed in its own namespace');
+    const c = await m.control({ env: { WARREN_TEST_MODE: '0' } });
+    useControl(c);
+    console.log(`  ${c.url}   certificate pin ${c.fingerprint}`);
+    say('warren-control authkey create --reusable');
+    const key = await c.authkey(['--reusable']);
+    console.log(`  ${key}`);
+    const nodes = [];
+    for (const name of ['kitchen-pi', 'laptop', 'phone']) {
+      const n = await m.node(name);
+      say(`${name}: warren up --login-server ${c.url} --auth-key … --login-server-fingerprint …`);
+      const r = await n.up(key);
+      process.stdout.write((r.stdout + r.stderr).replace(/^/gm, '  '));
+      if (r.code !== 0) throw new Error(`warren up failed on ${name}`);
+      nodes.push(n);
+    }
+    for (const [from, to] of [[0, 1], [1, 2], [2, 0]] as const) {
+      const ip = (await nodes[to]!.cli(['ip', '-4'])).stdout.trim();
+      say(`${nodes[from]!.name}: ping ${ip}  (${nodes[to]!.name}, by tailnet IP)`);
+      const r = await lab.sh(nodes[from]!.ns, ['ping', '-c', '3', '-i', '0.3', '-W', '2', ip], { allowFail: true });
+      process.stdout.write(r.stdout.replace(/^/gm, '  '));
+      if (r.code !== 0) throw new Error(`ping ${ip} failed`);
+    }
+    say('kitchen-pi: warren status');
+    process.stdout.write((await nodes[0]!.cli(['status'])).stdout.replace(/^/gm, '  '));
+    say('warren-control nodes list');
+    process.stdout.write((await c.admin(['nodes', 'list'])).stdout.replace(/^/gm, '  '));
   } finally {
     await lab.cleanup();
   }

@@ -70,7 +70,8 @@ export class MeshLab {
     const dir = mkdtempSync(join(tmpdir(), 'warren-ctl-'));
     this.lab.trackPath(dir);
     const adminSocket = join(dir, 'admin.sock');
-    const env = { ...this.env, WARREN_CONTROL_KEEPALIVE: '2s', WARREN_CONTROL_HOUSEKEEPING: '300ms', ...opts.env };
+    const testKnobs: Record<string, string> = this.env['WARREN_TEST_MODE'] === '1' ? { WARREN_CONTROL_KEEPALIVE: '2s', WARREN_CONTROL_HOUSEKEEPING: '300ms' } : {};
+    const env = { ...this.env, ...testKnobs, ...opts.env };
     const start = async (): Promise<LabProc> => {
       const p = this.lab.spawn(ns, ['node', WARREN_CONTROL, 'serve', '--listen', `${addr}:8443`, '--db', `sqlite:${join(dir, 'control.db')}`,
         '--tls-self-signed', '--admin-socket', adminSocket, ...(opts.args ?? [])], { name: 'warren-control', env });
