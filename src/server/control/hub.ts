@@ -33,18 +33,43 @@ export class Hub {
     return p;
   }
 
-  /** Log and broadcast changes (call inside serial()). */
+  private outbox: Array<{ version: number; change: LoggedChange }> = [];
+  private flushScheduled = false;
+
+  /**
+   * Log changes (call inside serial()) and queue them for every connected
+   * node; queued changes go out together, one delta frame per node, as soon
+   * as the current burst of work yields (a connect storm sends far fewer frames).
+   */
   async publish(changes: LoggedChange[]): Promise<void> {
     for (const c of changes) {
       const version = await this.o.store.appendChange(c);
-      for (const s of this.sessions.values()) {
-        if (s.nodeId === null || s.version >= version) continue;
-        const mine = changeFor(c, s.nodeId);
-        s.version = version;
-        if (mine) s.send({ type: 'delta', version, changes: [mine] });
-      }
+      this.outbox.push({ version, change: c });
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
     }
     if (++this.published % 1000 === 0) await this.o.store.trimChanges(this.o.keepChanges ?? 10_000);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.outbox;
+    this.outbox = [];
+    if (!batch.length) return;
+    const last = batch[batch.length - 1]!.version;
+    for (const s of this.sessions.values()) {
+      if (s.nodeId === null || s.version >= last) continue;
+      const changes: Change[] = [];
+      for (const { version, change } of batch) {
+        if (version <= s.version) continue;
+        const mine = changeFor(change, s.nodeId);
+        if (mine) changes.push(mine);
+      }
+      s.version = last;
+      if (changes.length) s.send({ type: 'delta', version: last, changes: compact(changes) });
+    }
   }
 
   upsert(n: NodeRecord): LoggedChange {
@@ -79,4 +104,11 @@ export class Hub {
   isExpired(n: NodeRecord): boolean {
     return isExpired(n, this.o.now());
   }
+}
+
+/** Keep only the last change per node (an upsert after an upsert replaces it; a removal wins). */
+function compact(changes: Change[]): Change[] {
+  const last = new Map<string, number>();
+  changes.forEach((c, i) => last.set(c.op === 'remove' ? `n${c.id}` : c.op === 'self' ? 'self' : `n${c.node.id}`, i));
+  return changes.filter((c, i) => last.get(c.op === 'remove' ? `n${c.id}` : c.op === 'self' ? 'self' : `n${c.node.id}`) === i);
 }
