@@ -99,7 +99,8 @@ export class ControlServer {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const send = (status: number, body: unknown): void => {
       const data = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+      // After a 413 the rest of the body is not read: close instead of keeping the connection.
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...(status === 413 ? { connection: 'close' } : {}) });
       res.end(data);
     };
     try {
@@ -323,10 +324,11 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
+      if (size > MAX_BODY_BYTES) return; // already refused; discarded until the 413 closes the connection
       size += c.length;
       if (size > MAX_BODY_BYTES) {
+        chunks.length = 0;
         reject(new HttpError(413, 'too_large', `request body over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
       } else chunks.push(c);
     });
     req.on('end', () => {
@@ -338,6 +340,7 @@ function readJson(req: IncomingMessage): Promise<unknown> {
         reject(new HttpError(400, 'bad_json', `body is not JSON: ${(e as Error).message}`));
       }
     });
-    req.on('error', reject);
+    // The client went away mid-body: nobody to answer, and not a server fault.
+    req.on('error', (e) => reject(new HttpError(400, 'aborted', `request body cut short: ${e.message}`)));
   });
 }
