@@ -187,7 +187,10 @@ export class ControlClient {
       }, RotateResponse);
     });
     st.commitRotation();
+    // closeStream() detaches the socket first, so its 'close' handler will not
+    // reconnect: do it here, or the node stays off control after a rotation.
     this.closeStream('node key rotated');
+    this.scheduleReconnect();
   }
 
   // ------------------------------------------------------- map stream

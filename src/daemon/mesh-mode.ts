@@ -38,7 +38,8 @@ export class MeshNode {
   private client: ControlClient | null = null;
   private netmap: Netmap | null = null;
   private version: number | null = null;
-  private fatal: string | null = null;
+  /** Why the control server ended this node (deleted, key expired), until the next netmap or up. */
+  private fatal: { code: string; text: string } | null = null;
   private applying: Promise<void> = Promise.resolve();
   private endpointTimer: NodeJS.Timeout | null = null;
   private lastEndpoints = '';
@@ -58,7 +59,8 @@ export class MeshNode {
   }
 
   get backendState(): BackendState {
-    if (!this.state.registration()) return 'NeedsLogin';
+    // Deleted or expired: nothing happens until "warren up" with an auth key.
+    if (!this.state.registration() || this.fatal) return 'NeedsLogin';
     if (!this.state.prefs()?.wantRunning) return 'Stopped';
     return this.netmap ? 'Running' : 'Starting';
   }
@@ -87,7 +89,7 @@ export class MeshNode {
         for (const w of this.waiters.splice(0)) w();
       },
       onFatal: (code, msg) => {
-        this.fatal = `${msg} (${code})`;
+        this.fatal = { code, text: `${msg} (${code})` };
         this.o.log('error', `control server ended this node: ${msg}`);
         this.netmap = null;
         this.state.setNetmap(null);
@@ -209,12 +211,16 @@ export class MeshNode {
     const nm = this.netmap;
     const health: HealthWarning[] = [];
     const now = Date.now();
-    if (this.fatal) health.push({ code: 'control_ended', severity: 'error', text: this.fatal });
-    if (this.client && !this.client.connected) {
+    if (this.fatal) {
+      health.push(this.fatal.code === 'key_expired'
+        ? { code: 'key_expired', severity: 'error', text: 'this node\'s key has expired and the control server ended its session: run "warren up --auth-key KEY"' }
+        : { code: 'control_ended', severity: 'error', text: this.fatal.text });
+    } else if (this.client && !this.client.connected) {
+      // (Not after a fatal answer: the client has stopped and the netmap is gone.)
       health.push({ code: 'control_unreachable', severity: 'warning', text: `not connected to the control server${this.client.lastError ? `: ${this.client.lastError}` : ''}; the tunnel runs on the last netmap` });
     }
     const expiry = nm?.self.keyExpiry ?? reg?.keyExpiry ?? null;
-    if (expiry !== null && expiry - now < KEY_EXPIRY_WARNING_MS) {
+    if (expiry !== null && expiry - now < KEY_EXPIRY_WARNING_MS && !health.some((h) => h.code === 'key_expired')) {
       health.push(expiry <= now
         ? { code: 'key_expired', severity: 'error', text: 'this node\'s key has expired: run "warren up --auth-key KEY"' }
         : { code: 'key_expiry_soon', severity: 'warning', text: `this node's key expires in ${Math.ceil((expiry - now) / 86_400_000)} days` });

@@ -59,12 +59,13 @@ export class Hub {
     this.outbox = [];
     if (!batch.length) return;
     const last = batch[batch.length - 1]!.version;
+    const now = this.o.now();
     for (const s of this.sessions.values()) {
       if (s.nodeId === null || s.version >= last) continue;
       const changes: Change[] = [];
       for (const { version, change } of batch) {
         if (version <= s.version) continue;
-        const mine = changeFor(change, s.nodeId);
+        const mine = changeFor(change, s.nodeId, now);
         if (mine) changes.push(mine);
       }
       s.version = last;
@@ -84,7 +85,7 @@ export class Hub {
       // A resync marker (written at every server start) means changes may have been
       // lost in a crash before it: only a full map is safe then.
       if (since && !since.some((r) => (r.change as LoggedChange).op === 'resync')) {
-        const changes = since.map((r) => changeFor(r.change as LoggedChange, self.id)).filter((c): c is Change => c !== null);
+        const changes = since.map((r) => changeFor(r.change as LoggedChange, self.id, this.o.now())).filter((c): c is Change => c !== null);
         s.version = current;
         s.send({ type: 'delta', version: current, changes });
         return;

@@ -33,10 +33,16 @@ export function buildNetmap(self: NodeRecord, all: NodeRecord[], now: number, ke
 /** A change as logged: about one node, for everyone. */
 export type LoggedChange = { op: 'upsert'; node: NodeView } | { op: 'remove'; id: number } | { op: 'resync' };
 
-/** The same change as node `selfId` must see it; null = nothing for it. */
-export function changeFor(c: LoggedChange, selfId: number): Change | null {
+/**
+ * The same change as node `selfId` must see it; null = nothing for it. With
+ * `now`, an upsert of another node whose key has expired goes out as a
+ * removal, as in the full map: an expired node's later changes (going offline
+ * when its stream is cut, new endpoints) must not put it back in peers' netmaps.
+ */
+export function changeFor(c: LoggedChange, selfId: number, now?: number): Change | null {
   if (c.op === 'resync') return null;
   if (c.op === 'remove') return c.id === selfId ? null : c;
   if (c.node.id === selfId) return { op: 'self', node: c.node };
+  if (now !== undefined && isExpired(c.node, now)) return { op: 'remove', id: c.node.id };
   return c;
 }
