@@ -60,6 +60,8 @@ export class ControlClient {
   private keepaliveMs = 30_000;
   connected = false;
   lastError: string | null = null;
+  /** ControlError code of the last failure ('pin_mismatch', 'unreachable', ...). */
+  lastErrorCode: string | null = null;
 
   constructor(private readonly opts: ControlClientOptions) {
     this.pinned = opts.fingerprint ? new PinnedTls({ fingerprint: opts.fingerprint, cacheFile: opts.state.pinnedCertPath() }) : null;
@@ -263,6 +265,7 @@ export class ControlClient {
     const server = this.opts.servers[this.serverIdx % this.opts.servers.length]!;
     void this.openStream(server).catch((err: Error) => {
       this.lastError = err.message;
+      this.lastErrorCode = err instanceof ControlError ? err.code : 'unreachable';
       this.opts.log('warn', `control: ${err.message}`);
       this.closeStream('connect failed');
       this.scheduleReconnect();
@@ -375,6 +378,7 @@ export class ControlClient {
     this.version = f.version;
     this.attempt = 0;
     this.lastError = null;
+    this.lastErrorCode = null;
     const ka = this.netmap!.keepaliveMs;
     if (ka && ka !== this.keepaliveMs) {
       this.keepaliveMs = ka;

@@ -215,6 +215,8 @@ export class MeshNode {
       health.push(this.fatal.code === 'key_expired'
         ? { code: 'key_expired', severity: 'error', text: 'this node\'s key has expired and the control server ended its session: run "warren up --auth-key KEY"' }
         : { code: 'control_ended', severity: 'error', text: this.fatal.text });
+    } else if (this.client && !this.client.connected && this.client.lastErrorCode === 'pin_mismatch') {
+      health.push({ code: 'control_pin_mismatch', severity: 'error', text: `${this.client.lastError}; the tunnel runs on the last netmap` });
     } else if (this.client && !this.client.connected) {
       // (Not after a fatal answer: the client has stopped and the netmap is gone.)
       health.push({ code: 'control_unreachable', severity: 'warning', text: `not connected to the control server${this.client.lastError ? `: ${this.client.lastError}` : ''}; the tunnel runs on the last netmap` });

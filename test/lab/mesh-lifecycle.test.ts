@@ -429,6 +429,8 @@ test('a control server with a certificate other than the pinned one is refused, 
     return h && !s.controlConnected ? { s, h } : null;
   }, { timeoutMs: 20_000, intervalMs: 100 });
   assert.match(warned.h.text, /pinned/);
+  assert.equal(warned.h.code, 'control_pin_mismatch');
+  assert.equal(warned.h.severity, 'error');
   t.diagnostic(`beta's health: ${warned.h.code} (${warned.h.severity}): ${warned.h.text}`);
   // It keeps refusing: several attempts, never a connection.
   const attempts = (): number => beta.proc.output().split(`presented a certificate with SHA-256 ${fpB}`).length - 1;
