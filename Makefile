@@ -67,6 +67,7 @@ demo: setup
 
 bench: setup
 	$(NODE) dist/test/bench/bench.js
+	$(NODE) dist/test/bench/control-bench.js
 
 clean:
 	rm -rf dist native/build
