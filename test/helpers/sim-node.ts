@@ -83,8 +83,25 @@ export interface HttpAnswer {
  * One HTTPS request. `body` may be an object (sent as JSON), a string or a
  * Buffer (sent as is). Resolves with the status and the parsed JSON answer
  * (or the raw text when it is not JSON); rejects only on transport failure.
+ * A kept-alive connection the server closed just as it was reused is retried
+ * once on a fresh one (the server never saw the request).
  */
-export function httpJson(
+export async function httpJson(
+  srv: SimServer,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { headers?: Record<string, string | number>; timeoutMs?: number; chunked?: boolean; fresh?: boolean } = {},
+): Promise<HttpAnswer> {
+  try {
+    return await httpOnce(srv, method, path, body, opts);
+  } catch (err) {
+    if (!(err as { reused?: boolean }).reused) throw err;
+    return httpOnce(srv, method, path, body, { ...opts, fresh: true });
+  }
+}
+
+function httpOnce(
   srv: SimServer,
   method: string,
   path: string,
@@ -111,7 +128,10 @@ export function httpJson(
       });
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${opts.timeoutMs ?? 15_000} ms`)));
-    req.on('error', reject);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      const e = Object.assign(new Error(`${method} ${path}: ${err.message}`, { cause: err }), { reused: req.reusedSocket && err.code === 'ECONNRESET' });
+      reject(e);
+    });
     if (payload && opts.chunked) {
       // Several writes without a content-length: chunked transfer encoding.
       for (let off = 0; off < payload.length; off += 16 * 1024) req.write(payload.subarray(off, off + 16 * 1024));
@@ -416,7 +436,7 @@ export function openMapStream(srv: SimServer, headers: Record<string, string> = 
       headers: { connection: 'Upgrade', upgrade: MAP_UPGRADE_PROTOCOL, ...headers },
     });
     req.on('timeout', () => req.destroy(new Error(`${path}: no answer to the upgrade`)));
-    req.on('error', reject);
+    req.on('error', (err) => reject(new Error(`upgrade ${path}: ${err.message}`, { cause: err })));
     req.on('response', (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -453,13 +473,16 @@ export interface InProcessServer {
  * A ControlServer on 127.0.0.1 (ephemeral port) with a SqliteStore, server key
  * and self-signed certificate in `dir`. Loopback only: no namespace needed.
  */
-export async function startInProcessServer(dir: string, opts: Partial<Pick<ControlServerOptions, 'keepaliveMs' | 'housekeepingMs' | 'ephemeralTimeoutMs' | 'defaultKeyExpiryMs'>> & { echo?: boolean } = {}): Promise<InProcessServer> {
+export async function startInProcessServer(
+  dir: string,
+  opts: Partial<Pick<ControlServerOptions, 'keepaliveMs' | 'housekeepingMs' | 'ephemeralTimeoutMs' | 'defaultKeyExpiryMs'>> & { echo?: boolean; keepLogs?: boolean } = {},
+): Promise<InProcessServer> {
   const dbPath = join(dir, 'control.db');
   const store = SqliteStore.open(dbPath);
   const cert = await loadOrCreateSelfSigned(dir, { commonName: '127.0.0.1' });
   const logs: string[] = [];
   const log: Logger = (level, msg) => {
-    if (logs.length < 200_000) logs.push(`${level}: ${msg}`);
+    if (opts.keepLogs !== false && logs.length < 200_000) logs.push(`${level}: ${msg}`);
     if (opts.echo) process.stderr.write(`[control] ${level}: ${msg}\n`);
   };
   const server = new ControlServer({
