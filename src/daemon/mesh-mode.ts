@@ -18,6 +18,7 @@ import type { BackendState, HealthWarning, MeshStatus } from '../control/mesh-st
 import { LocalApiServer, LocalApiError, type LocalApiRoute } from '../localapi/server.js';
 import type { Netmap } from '../wire/control.js';
 import type { Logger } from '../util/log.js';
+import { untilStopped } from '../util/signals.js';
 import type { TestKnobs } from './test-mode.js';
 
 export interface MeshModeOptions {
@@ -302,21 +303,10 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
     throw err;
   }
   log('info', `ready: ${node.backendState}; LocalAPI at ${o.socketPath}`);
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log('info', `${sig}: shutting down`);
-      void (async () => {
-        await api.stop().catch(() => undefined);
-        await node.shutdown();
-        await router.teardown().catch((e: Error) => log('warn', `removing routes: ${e.message}`));
-        await engine.stop();
-        resolve(0);
-      })();
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+  return untilStopped(log, async () => {
+    await api.stop().catch(() => undefined);
+    await node.shutdown();
+    await router.teardown().catch((e: Error) => log('warn', `removing routes: ${e.message}`));
+    await engine.stop();
   });
 }

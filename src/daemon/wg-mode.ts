@@ -12,6 +12,7 @@ import { Engine } from '../dataplane/engine.js';
 import type { DeviceConfig } from '../dataplane/device.js';
 import { LocalApiServer } from '../localapi/server.js';
 import type { Logger } from '../util/log.js';
+import { untilStopped } from '../util/signals.js';
 import type { TestKnobs } from './test-mode.js';
 
 export interface WgModeOptions {
@@ -111,29 +112,16 @@ export async function runWgMode(opts: WgModeOptions): Promise<number> {
   }
   log('info', `ready: ${cfg.peers.length} peer(s); LocalAPI at ${opts.socketPath}`);
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log('info', `${sig}: shutting down`);
-      shutdown().then(() => resolve(0), (e: Error) => {
-        log('error', `shutdown: ${e.message}`);
-        resolve(1);
-      });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      try {
-        const next = readWgConfig(opts.configPath);
-        apply(next).then(() => {
-          cfg = next;
-          log('info', `reloaded ${opts.configPath}`);
-        }, (e: Error) => log('error', `reload failed, keeping the running configuration: ${e.message}`));
-      } catch (e) {
-        log('error', `reload failed, keeping the running configuration: ${(e as Error).message}`);
-      }
-    });
+  process.on('SIGHUP', () => {
+    try {
+      const next = readWgConfig(opts.configPath);
+      apply(next).then(() => {
+        cfg = next;
+        log('info', `reloaded ${opts.configPath}`);
+      }, (e: Error) => log('error', `reload failed, keeping the running configuration: ${e.message}`));
+    } catch (e) {
+      log('error', `reload failed, keeping the running configuration: ${(e as Error).message}`);
+    }
   });
+  return untilStopped(log, shutdown);
 }
