@@ -677,3 +677,106 @@ function fuzzFrame(rand: () => number, s: SimNode): Buffer {
   for (let i = Math.floor(rand() * 3); i > 0; i--) mutate(rand, base);
   return frameOf(base);
 }
+
+// --------------------------------------------------------------- tailnets
+
+describe('tailnets', () => {
+  const net: Record<'a1' | 'a2' | 'b1', SimNode> = {} as never;
+  /** Every peer id each node has ever had in its netmap (full maps and after every delta). */
+  const seen = new Map<SimNode, Set<number>>();
+  let alphaKey = '';
+  let betaKey = '';
+
+  const watch = (s: SimNode): SimNode => {
+    const ids = new Set<number>();
+    seen.set(s, ids);
+    s.onUpdate = (n) => n.netmap!.peers.forEach((p) => ids.add(p.id));
+    return track(s);
+  };
+  const idOf = (s: SimNode): number => s.registration!.nodeId;
+
+  before(async () => {
+    alphaKey = (await ctl.store.createAuthKey({ reusable: true, tailnet: 'alpha', user: 'alice' })).key;
+    betaKey = (await ctl.store.createAuthKey({ reusable: true, tailnet: 'beta', user: 'bob' })).key;
+    net.a1 = watch(new SimNode(srv, { hostname: 'alpha-one', authKey: alphaKey, endpoints: ['192.0.2.101:41641'] }));
+    net.a2 = watch(new SimNode(srv, { hostname: 'alpha-two', authKey: alphaKey, endpoints: ['192.0.2.102:41641'] }));
+    net.b1 = watch(new SimNode(srv, { hostname: 'beta-one', authKey: betaKey, endpoints: ['192.0.2.103:41641'] }));
+    for (const s of Object.values(net)) await s.register();
+    await Promise.all(Object.values(net).map((s) => s.connect()));
+    await net.a1.waitFor('alpha-two online', (n) => n.netmap?.peers.some((p) => p.id === idOf(net.a2) && p.online) === true);
+    await net.a2.waitFor('alpha-one online', (n) => n.netmap?.peers.some((p) => p.id === idOf(net.a1) && p.online) === true);
+    await net.b1.waitFor('its map', (n) => n.netmap !== null);
+  });
+
+  test('nodes get their tailnet and user from the auth key, and IPv6 from the tailnet\'s own /48', async () => {
+    const a1 = (await ctl.store.getNode(idOf(net.a1)))!;
+    const b1 = (await ctl.store.getNode(idOf(net.b1)))!;
+    assert.deepEqual([a1.tailnet, a1.user, b1.tailnet, b1.user], ['alpha', 'alice', 'beta', 'bob']);
+    const tailnets = await ctl.store.listTailnets();
+    const alpha = tailnets.find((t) => t.name === 'alpha')!;
+    const beta = tailnets.find((t) => t.name === 'beta')!;
+    const dflt = tailnets.find((t) => t.name === 'default')!;
+    assert.equal(new Set([alpha.ipv6Prefix, beta.ipv6Prefix, dflt.ipv6Prefix]).size, 3, 'each tailnet has its own /48');
+    assert.deepEqual([alpha.nodes, beta.nodes], [2, 1]);
+    const p48 = (p: string): string => p.replace(/::\/48$/, ':');
+    assert.ok(a1.ipv6.startsWith(p48(alpha.ipv6Prefix)), `${a1.ipv6} not in ${alpha.ipv6Prefix}`);
+    assert.ok(b1.ipv6.startsWith(p48(beta.ipv6Prefix)), `${b1.ipv6} not in ${beta.ipv6Prefix}`);
+    const v4 = (await ctl.store.listNodes()).map((n) => n.ipv4);
+    assert.equal(new Set(v4).size, v4.length, 'IPv4 addresses are unique across the whole server');
+    assert.deepEqual((await ctl.store.listNodes('alpha')).map((n) => n.id).sort(), [idOf(net.a1), idOf(net.a2)].sort());
+  });
+
+  test('full maps hold only the own tailnet\'s nodes, both ways', () => {
+    assert.deepEqual(net.a1.netmap!.peers.map((p) => p.id), [idOf(net.a2)]);
+    assert.deepEqual(net.a2.netmap!.peers.map((p) => p.id), [idOf(net.a1)]);
+    assert.deepEqual(net.b1.netmap!.peers, [], 'beta-one is alone in its tailnet');
+    const ours = new Set(Object.values(net).map(idOf));
+    for (const s of sims.filter((x) => !x.closed && x.netmap && !Object.values(net).includes(x))) {
+      assert.ok(!s.netmap!.peers.some((p) => ours.has(p.id)), `default-tailnet node ${s.o.hostname} sees an alpha/beta node`);
+    }
+  });
+
+  test('deltas about another tailnet\'s nodes never reach a node, live or in a catch-up', async () => {
+    const a1 = net.a1, a2 = net.a2, b1 = net.b1;
+    // Live: beta changes (endpoints, rename), then an alpha change as a barrier (deltas arrive in order).
+    b1.sendEndpoints(['192.0.2.203:41641']);
+    await ctl.server.renameNode(idOf(b1), 'beta-renamed');
+    await ctl.server.renameNode(idOf(a2), 'alpha-two-renamed');
+    await a1.waitFor('the alpha rename', (n) => n.netmap?.peers.find((p) => p.id === idOf(a2))?.name === 'alpha-two-renamed');
+    await b1.waitFor('its own rename', (n) => n.netmap?.self.name === 'beta-renamed');
+    // Catch-up: a1 away while beta and alpha change; it comes back with its version and gets a delta.
+    a1.close();
+    await waitUntil('a1 offline', () => !ctl.server.hub.sessions.has(idOf(a1)), 5000);
+    const fullsBefore = a1.stats.frames.full;
+    await ctl.server.renameNode(idOf(b1), 'beta-again');
+    await ctl.server.renameNode(idOf(a2), 'alpha-two-again');
+    await a1.connect();
+    await a1.waitFor('the catch-up', (n) => n.netmap?.peers.find((p) => p.id === idOf(a2))?.name === 'alpha-two-again');
+    assert.equal(a1.stats.frames.full, fullsBefore, 'the catch-up came as a delta');
+    // And a removal in beta is not announced to alpha.
+    await ctl.server.deleteNode(idOf(b1));
+    await ctl.server.renameNode(idOf(a2), 'alpha-two-last');
+    await a1.waitFor('the last rename', (n) => n.netmap?.peers.find((p) => p.id === idOf(a2))?.name === 'alpha-two-last');
+    for (const s of [a1, a2]) {
+      assert.deepEqual([...seen.get(s)!], [idOf(s === a1 ? a2 : a1)], `${s.o.hostname} saw other nodes: ${[...seen.get(s)!].join(',')}`);
+      assert.deepEqual(s.problems, [], `${s.o.hostname}: ${s.problems.join('; ')}`);
+    }
+    assert.deepEqual([...seen.get(b1)!], [], 'beta-one saw alpha nodes');
+    assert.deepEqual(b1.problems, []);
+  });
+
+  test('a machine registered in one tailnet is refused with a key of another: machine_in_other_tailnet (409), nothing moves', async () => {
+    const a2 = net.a2;
+    const before = (await ctl.store.getNode(idOf(a2)))!;
+    const ch = await fetchChallenge(srv);
+    assertRefused(await httpJson(srv, 'POST', '/v1/register', a2.registerBody(ch, betaKey)), 409, 'machine_in_other_tailnet', /another tailnet/, 'moving a node');
+    const after = (await ctl.store.getNode(idOf(a2)))!;
+    assert.deepEqual(after, before, 'the node changed');
+    assert.ok(!a2.closed && a2.errors.length === 0, 'the node\'s stream was cut');
+    // The same tailnet's key re-registers it in place (same id and addresses).
+    const again = await a2.register(alphaKey);
+    assert.equal(again.nodeId, before.id);
+    assert.deepEqual(again.addresses, [`${before.ipv4}/32`, `${before.ipv6}/128`]);
+    assert.deepEqual(serverErrors(), []);
+  });
+});

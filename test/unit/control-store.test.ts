@@ -1,7 +1,9 @@
 /**
  * The coordination server's SQLite store, on real files in a temp directory:
  * auth keys, registration (one transaction), addresses, names, the change log,
- * durability across reopen, file mode, pragmas, migrations and bad files.
+ * durability across reopen, file mode, pragmas, migrations and bad files;
+ * tailnets and users (and the migration of a pre-tailnet database into
+ * "default"/"admin").
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,16 +15,21 @@ import Database from 'better-sqlite3';
 import {
   HOST_SPACE,
   MAGIC_DNS_IPV4,
+  MIGRATIONS,
   SCHEMA_VERSION,
   SqliteStore,
   StoreError,
+  authKeyPrefix,
   formatIPv6,
+  generateAuthKeySecret,
+  hashSecret,
   isRefusal,
   nameCandidate,
   nameFromHostname,
   nextAllocatableHost,
 } from '../../src/server/control/index.js';
 import type { NodeRecord, RegisterNodeOptions } from '../../src/server/control/index.js';
+import { changeFor, type LoggedChange } from '../../src/server/control/views.js';
 
 const root = mkdtempSync(join(tmpdir(), 'warren-control-store-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -415,4 +422,132 @@ test('IPv6 text follows RFC 5952', () => {
   assert.equal(formatIPv6([0xfd12, 0, 0x1, 0, 0, 0, 0x24, 0x6464]), 'fd12:0:1::24:6464');
   assert.equal(formatIPv6([1, 0, 0, 2, 0, 0, 0, 3]), '1:0:0:2::3');
   assert.equal(formatIPv6([1, 2, 3, 4, 5, 6, 7, 8]), '1:2:3:4:5:6:7:8');
+});
+
+// --------------------------------------------------------------- tailnets
+
+test('auth keys name a tailnet and user (created on first use); nodes join the key\'s tailnet with IPv6 from its own /48', async () => {
+  await withStore(async (s) => {
+    const dflt = await s.createAuthKey({ reusable: true });
+    assert.deepEqual([dflt.record.tailnet, dflt.record.user], ['default', 'admin']);
+    const alpha = await s.createAuthKey({ reusable: true, tailnet: 'alpha', user: 'alice@example.com' });
+    const beta = await s.createAuthKey({ reusable: true, tailnet: 'beta', user: 'bob' });
+    assert.deepEqual([alpha.record.tailnet, alpha.record.user, beta.record.tailnet, beta.record.user], ['alpha', 'alice@example.com', 'beta', 'bob']);
+    assert.deepEqual((await s.listAuthKeys()).map((k) => `${k.tailnet}/${k.user}`), ['default/admin', 'alpha/alice@example.com', 'beta/bob']);
+    for (const bad of [{ tailnet: 'Not A Label' }, { tailnet: '' }, { user: '' }, { user: 'no spaces' }]) {
+      await assert.rejects(s.createAuthKey(bad), (e: unknown) => e instanceof StoreError && e.code === 'invalid_argument', JSON.stringify(bad));
+    }
+    const d = await registered(s, reg(dflt.key, { hostname: 'd' }));
+    const a = await registered(s, reg(alpha.key, { hostname: 'a' }));
+    const b = await registered(s, reg(beta.key, { hostname: 'b' }));
+    assert.deepEqual([d.tailnet, d.user, a.tailnet, a.user, b.tailnet, b.user], ['default', 'admin', 'alpha', 'alice@example.com', 'beta', 'bob']);
+    // IPv4 is unique across the whole server; IPv6 comes from each tailnet's prefix.
+    assert.deepEqual([d.ipv4, a.ipv4, b.ipv4], ['100.64.0.1', '100.64.0.2', '100.64.0.3']);
+    const prefixes = await Promise.all(['default', 'alpha', 'beta'].map((t) => s.ipv6Prefix(t)));
+    assert.equal(new Set(prefixes).size, 3);
+    assert.equal(await s.ipv6Prefix(), prefixes[0]);
+    await assert.rejects(s.ipv6Prefix('nope'), (e: unknown) => e instanceof StoreError && e.code === 'invalid_argument');
+    [d, a, b].forEach((n, i) => assert.equal(n.ipv6, `${prefixes[i]!.replace(/::\/48$/, '')}::${i + 1}`));
+    assert.deepEqual((await s.listTailnets()).map((t) => [t.name, t.ipv6Prefix, t.nodes]), [
+      ['default', prefixes[0], 1], ['alpha', prefixes[1], 1], ['beta', prefixes[2], 1],
+    ]);
+    assert.deepEqual((await s.listNodes('alpha')).map((n) => n.id), [a.id]);
+    assert.deepEqual(await s.listNodes('nope'), []);
+    assert.equal((await s.listNodes()).length, 3);
+    // A second key for an existing tailnet and a new user reuses the tailnet.
+    const alpha2 = await s.createAuthKey({ tailnet: 'alpha', user: 'carol' });
+    const a2 = await registered(s, reg(alpha2.key, { hostname: 'a2' }));
+    assert.equal(a2.tailnet, 'alpha');
+    assert.equal(a2.user, 'carol');
+    assert.equal(await s.ipv6Prefix('alpha'), prefixes[1]);
+    assert.equal((await s.listTailnets()).length, 3);
+  });
+});
+
+test('re-registering a machine with a key of another tailnet is refused (machine_in_other_tailnet); nothing moves or is consumed', async () => {
+  await withStore(async (s) => {
+    const alpha = await s.createAuthKey({ reusable: true, tailnet: 'alpha' });
+    const beta = await s.createAuthKey({ tailnet: 'beta' });
+    const o = reg(alpha.key);
+    const a = await registered(s, o);
+    assert.deepEqual(await s.registerNode({ ...o, authKeySecret: beta.key, nodeKey: key() }), { error: 'machine_in_other_tailnet' });
+    assert.deepEqual(await s.getNode(a.id), a);
+    assert.equal((await s.listAuthKeys()).find((k) => k.id === beta.record.id)!.usedCount, 0, 'the refused key was not consumed');
+    // The same tailnet (another user) re-registers it in place: same id and addresses, the new user.
+    const alice = await s.createAuthKey({ tailnet: 'alpha', user: 'alice' });
+    const r = await s.registerNode({ ...o, authKeySecret: alice.key, nodeKey: key() });
+    if (isRefusal(r)) assert.fail(r.error);
+    assert.equal(r.created, false);
+    assert.deepEqual([r.node.id, r.node.ipv4, r.node.ipv6, r.node.tailnet, r.node.user], [a.id, a.ipv4, a.ipv6, 'alpha', 'alice']);
+  });
+});
+
+test('a fresh database\'s "default" tailnet uses the prefix kept in meta', async () => {
+  await withStore(async (s, path) => {
+    const raw = new Database(path, { readonly: true });
+    const meta = raw.prepare(`SELECT value FROM meta WHERE key = 'ula_prefix'`).pluck().get();
+    raw.close();
+    assert.equal(await s.ipv6Prefix('default'), meta);
+    assert.deepEqual((await s.listTailnets()).map((t) => t.name), ['default']);
+  });
+});
+
+test('a schema-1 database (before tailnets) migrates into tailnet "default" and user "admin" with the same addresses', async () => {
+  const path = dbPath();
+  await SqliteStore.open(path).close(); // creates the directory and a current file; replace it with a v1 one
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
+  const PREFIX = 'fd12:3456:789a::/48';
+  const raw = new Database(path);
+  raw.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT`);
+  for (const m of MIGRATIONS.slice(0, 1)) raw.exec(m);
+  const putMeta = raw.prepare(`INSERT INTO meta (key, value) VALUES (?, ?)`);
+  for (const [k, v] of [['schema_version', '1'], ['ula_prefix', PREFIX], ['ipv4_cursor', '2'], ['change_version', '1']]) putMeta.run(k, v);
+  const secret = generateAuthKeySecret(1);
+  raw.prepare(`INSERT INTO auth_keys (id, secret_hash, prefix, reusable, ephemeral, tags, created_at, used_count) VALUES (1, ?, ?, 1, 0, '[]', ?, 2)`)
+    .run(hashSecret(secret), authKeyPrefix(secret), NOW);
+  const machines = [key(), key()];
+  const insertNode = raw.prepare(
+    `INSERT INTO nodes (machine_key, node_key, disco_key, name, hostname, addr_host, ipv4, ipv6, ephemeral, created_at, key_expiry, auth_key_id)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 1)`,
+  );
+  insertNode.run(machines[0], key(), key(), 'old-one', 'old-one', 1, '100.64.0.1', 'fd12:3456:789a::1', NOW, NOW + DAY);
+  insertNode.run(machines[1], key(), key(), 'old-two', 'old-two', 2, '100.64.0.2', 'fd12:3456:789a::2', NOW, NOW + DAY);
+  const oldChange = { op: 'upsert', node: { id: 2, name: 'old-two' } };
+  raw.prepare(`INSERT INTO changes (version, change, created_at) VALUES (1, ?, ?)`).run(JSON.stringify(oldChange), NOW);
+  raw.close();
+
+  const s = SqliteStore.open(path, { now: () => NOW });
+  try {
+    const check = new Database(path, { readonly: true });
+    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String(SCHEMA_VERSION));
+    check.close();
+    assert.deepEqual((await s.listTailnets()).map((t) => [t.name, t.ipv6Prefix, t.nodes]), [['default', PREFIX, 2]]);
+    const nodes = await s.listNodes();
+    assert.deepEqual(nodes.map((x) => [x.name, x.ipv4, x.ipv6, x.tailnet, x.user]), [
+      ['old-one', '100.64.0.1', 'fd12:3456:789a::1', 'default', 'admin'],
+      ['old-two', '100.64.0.2', 'fd12:3456:789a::2', 'default', 'admin'],
+    ]);
+    assert.deepEqual((await s.listNodes('default')).map((x) => x.id), nodes.map((x) => x.id));
+    const [k] = await s.listAuthKeys();
+    assert.deepEqual([k!.tailnet, k!.user, k!.usedCount], ['default', 'admin', 2]);
+    // The old key still works: a re-registration keeps the addresses, a new node continues the cursor in the same prefix.
+    const again = await registered(s, reg(secret, { machineKey: machines[0]! }));
+    assert.deepEqual([again.id, again.ipv4, again.ipv6, again.tailnet], [nodes[0]!.id, '100.64.0.1', 'fd12:3456:789a::1', 'default']);
+    const fresh = await registered(s, reg(secret, { hostname: 'new-one' }));
+    assert.deepEqual([fresh.ipv4, fresh.ipv6, fresh.tailnet, fresh.user], ['100.64.0.3', 'fd12:3456:789a::3', 'default', 'admin']);
+    // A key of a new tailnet cannot take over a migrated machine.
+    const other = await s.createAuthKey({ tailnet: 'other' });
+    assert.deepEqual(await s.registerNode(reg(other.key, { machineKey: machines[1]! })), { error: 'machine_in_other_tailnet' });
+    // Old change-log entries (no tailnet) count as "default".
+    const [logged] = (await s.changesSince(0))!;
+    assert.deepEqual(logged!.change, oldChange);
+    assert.notEqual(changeFor(logged!.change as LoggedChange, 1, undefined, 'default'), null);
+    assert.equal(changeFor(logged!.change as LoggedChange, 1, undefined, 'other'), null);
+  } finally {
+    await s.close();
+  }
+  // And reopening a migrated database changes nothing.
+  const s2 = SqliteStore.open(path);
+  assert.deepEqual((await s2.listTailnets()).map((t) => [t.name, t.ipv6Prefix, t.nodes]), [['default', PREFIX, 3], ['other', await s2.ipv6Prefix('other'), 0]]);
+  await s2.close();
 });

@@ -71,7 +71,7 @@ test('server changeFor: own upsert becomes self, own removal is not a delta, res
 test('server buildNetmap: everyone else who has not expired', () => {
   const rec = (id: number, keyExpiry: number | null): NodeRecord => ({
     id, machineKey: key(50 + id), nodeKey: key(id), discoKey: key(100 + id), name: `n${id}`, hostname: `n${id}`, ipv4: `100.64.0.${id}`,
-    ipv6: `fd00::${id}`, tags: [], ephemeral: false, createdAt: 0, lastSeen: null, online: true, keyExpiry, endpoints: [], hostinfo: {}, authKeyId: 1,
+    ipv6: `fd00::${id}`, tags: [], ephemeral: false, createdAt: 0, lastSeen: null, online: true, keyExpiry, endpoints: [], hostinfo: {}, authKeyId: 1, tailnet: 'default', user: 'admin',
   });
   const nm = buildNetmap(rec(1, null), [rec(1, null), rec(2, null), rec(3, 5)], 10, 30_000);
   assert.deepEqual(nm.peers.map((p) => p.id), [2]);

@@ -1,10 +1,10 @@
 /**
  * The admin API of warren-control: HTTP over a unix socket (mode 0600, root
- * only), used by `warren-control authkey …` and `nodes …`. Node selectors are
- * an id or a name.
+ * only), used by `warren-control authkey …`, `nodes …` and `tailnets …`. Node
+ * selectors are an id or a name (names are unique across tailnets).
  */
 import { LocalApiServer, LocalApiError, type LocalApiRoute } from '../../localapi/server.js';
-import type { Store, NodeRecord, AuthKeyRecord } from './store.js';
+import { isValidTailnetName, isValidUserName, type Store, type NodeRecord, type AuthKeyRecord } from './store.js';
 import type { ControlServer } from './server.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/run/warren/control-admin.sock';
@@ -37,9 +37,12 @@ export function adminRoutes(store: Store, server: ControlServer, now: () => numb
         for (const t of tags) if (!/^tag:[a-z0-9][a-z0-9-]{0,62}$/.test(t)) throw new LocalApiError(400, `invalid tag "${t}" (want tag:name, lowercase letters, digits, hyphens)`);
         const expiryMs = b['expiryMs'];
         if (expiryMs !== undefined && (typeof expiryMs !== 'number' || expiryMs <= 0)) throw new LocalApiError(400, 'expiryMs must be a positive number');
+        const tailnet = b['tailnet'] ?? undefined, user = b['user'] ?? undefined;
+        if (tailnet !== undefined && !isValidTailnetName(tailnet)) throw new LocalApiError(400, `invalid tailnet name ${JSON.stringify(tailnet)} (want one DNS label: lowercase letters, digits, hyphens)`);
+        if (user !== undefined && !isValidUserName(user)) throw new LocalApiError(400, `invalid user name ${JSON.stringify(user)} (want 1-64 letters, digits and ._@+-)`);
         return store.createAuthKey({
           reusable: b['reusable'] === true, ephemeral: b['ephemeral'] === true, tags,
-          expiresAt: typeof expiryMs === 'number' ? now() + expiryMs : null, now: now(),
+          expiresAt: typeof expiryMs === 'number' ? now() + expiryMs : null, now: now(), tailnet, user,
         });
       },
     },
@@ -50,7 +53,8 @@ export function adminRoutes(store: Store, server: ControlServer, now: () => numb
         return { revoked: id };
       },
     },
-    { method: 'GET', path: '/admin/nodes', handle: () => store.listNodes() },
+    { method: 'GET', path: '/admin/nodes', handle: (r) => store.listNodes(r.query.get('tailnet') ?? undefined) },
+    { method: 'GET', path: '/admin/tailnets', handle: () => store.listTailnets() },
     {
       method: 'POST', path: '/admin/nodes/delete', handle: async (r) => {
         const n = await findNode(store, body(r.body)['node']);

@@ -3,9 +3,11 @@
  *
  *   warren-control serve --listen ADDR:PORT --db sqlite:PATH (--tls-cert F --tls-key F | --tls-self-signed)
  *                        [--state-dir DIR] [--admin-socket PATH] [--key-expiry DUR] [--ephemeral-timeout DUR]
- *   warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR]   (prints only the key)
+ *   warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR] [--tailnet NAME] [--user NAME]
+ *                                                                                 (prints only the key)
  *   warren-control authkey list [--json] | authkey revoke ID
- *   warren-control nodes list [--json] | nodes delete|expire NODE | nodes rename NODE NEWNAME
+ *   warren-control nodes list [--json] [--tailnet NAME] | nodes delete|expire NODE | nodes rename NODE NEWNAME
+ *   warren-control tailnets list [--json]
  *   warren-control fingerprint [--state-dir DIR | --tls-cert F]
  *
  * Admin subcommands talk to the running server over --admin-socket (root only).
@@ -22,14 +24,15 @@ import { loadCertFiles, loadOrCreateSelfSigned, fingerprintOf, CERT_FILE } from 
 import { LocalApiClient } from '../../localapi/client.js';
 import { parseDuration } from '../../util/duration.js';
 import { stderrLogger } from '../../util/log.js';
-import type { AuthKeyRecord, NodeRecord } from './store.js';
+import type { AuthKeyRecord, NodeRecord, TailnetRecord } from './store.js';
 
 const USAGE = `usage:
   warren-control serve --listen ADDR:PORT --db sqlite:PATH (--tls-cert F --tls-key F | --tls-self-signed)
                        [--state-dir DIR] [--admin-socket PATH] [--key-expiry DUR] [--ephemeral-timeout DUR]
-  warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR]
+  warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR] [--tailnet NAME] [--user NAME]
   warren-control authkey list [--json] | authkey revoke ID
-  warren-control nodes list [--json] | nodes delete NODE | nodes expire NODE | nodes rename NODE NEWNAME
+  warren-control nodes list [--json] [--tailnet NAME] | nodes delete NODE | nodes expire NODE | nodes rename NODE NEWNAME
+  warren-control tailnets list [--json]
   warren-control fingerprint [--state-dir DIR | --tls-cert FILE]`;
 
 export class UsageError extends Error {}
@@ -44,6 +47,7 @@ const OPTIONS = {
   'tls-self-signed': { type: 'boolean' }, 'state-dir': { type: 'string' }, 'admin-socket': { type: 'string' },
   'key-expiry': { type: 'string' }, 'ephemeral-timeout': { type: 'string' }, reusable: { type: 'boolean' },
   ephemeral: { type: 'boolean' }, tags: { type: 'string' }, expiry: { type: 'string' }, json: { type: 'boolean' },
+  tailnet: { type: 'string' }, user: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -83,6 +87,8 @@ export async function main(argv: string[], io: Io = { out: (s) => process.stdout
             reusable: v.reusable === true, ephemeral: v.ephemeral === true,
             tags: v.tags ? v.tags.split(',').map((t) => t.trim()).filter(Boolean) : [],
             ...(v.expiry ? { expiryMs: parseDuration(v.expiry) } : {}),
+            ...(v.tailnet !== undefined ? { tailnet: v.tailnet } : {}),
+            ...(v.user !== undefined ? { user: v.user } : {}),
           })) as { key: string };
           io.out(r.key + '\n');
           return 0;
@@ -100,7 +106,8 @@ export async function main(argv: string[], io: Io = { out: (s) => process.stdout
         throw new UsageError(`unknown command "${cmd}"`);
       case 'nodes':
         if (pos[1] === 'list' && pos.length === 2) {
-          const nodes = (await admin.call('GET', '/admin/nodes', undefined)) as NodeRecord[];
+          const q = v.tailnet !== undefined ? `?tailnet=${encodeURIComponent(v.tailnet)}` : '';
+          const nodes = (await admin.call('GET', `/admin/nodes${q}`, undefined)) as NodeRecord[];
           io.out(v.json ? JSON.stringify(nodes, null, 2) + '\n' : formatNodes(nodes));
           return 0;
         }
@@ -112,6 +119,13 @@ export async function main(argv: string[], io: Io = { out: (s) => process.stdout
         if (pos[1] === 'rename' && pos.length === 4) {
           await admin.call('POST', '/admin/nodes/rename', { node: pos[2], name: pos[3] });
           io.out(`renamed node ${pos[2]} to ${pos[3]}\n`);
+          return 0;
+        }
+        throw new UsageError(`unknown command "${cmd}"`);
+      case 'tailnets':
+        if (pos[1] === 'list' && pos.length === 2) {
+          const tailnets = (await admin.call('GET', '/admin/tailnets', undefined)) as TailnetRecord[];
+          io.out(v.json ? JSON.stringify(tailnets, null, 2) + '\n' : formatTailnets(tailnets));
           return 0;
         }
         throw new UsageError(`unknown command "${cmd}"`);
@@ -129,13 +143,18 @@ export async function main(argv: string[], io: Io = { out: (s) => process.stdout
 }
 
 function formatKeys(keys: AuthKeyRecord[]): string {
-  const rows = keys.map((k) => `${String(k.id).padEnd(5)} ${k.prefix.padEnd(24)} ${(k.reusable ? 'reusable' : 'single-use').padEnd(11)} ${(k.ephemeral ? 'ephemeral' : '-').padEnd(10)} ${String(k.usedCount).padEnd(5)} ${(k.revoked ? 'revoked' : k.expiresAt !== null && k.expiresAt < Date.now() ? 'expired' : 'valid').padEnd(8)} ${k.tags.join(',')}`);
-  return ['ID    KEY                      KIND        EPHEMERAL  USED  STATE    TAGS', ...rows].join('\n') + '\n';
+  const rows = keys.map((k) => `${String(k.id).padEnd(5)} ${k.prefix.padEnd(24)} ${(k.reusable ? 'reusable' : 'single-use').padEnd(11)} ${(k.ephemeral ? 'ephemeral' : '-').padEnd(10)} ${String(k.usedCount).padEnd(5)} ${(k.revoked ? 'revoked' : k.expiresAt !== null && k.expiresAt < Date.now() ? 'expired' : 'valid').padEnd(8)} ${k.tailnet.padEnd(16)} ${k.user.padEnd(16)} ${k.tags.join(',')}`);
+  return ['ID    KEY                      KIND        EPHEMERAL  USED  STATE    TAILNET          USER             TAGS', ...rows].join('\n') + '\n';
 }
 
 function formatNodes(nodes: NodeRecord[]): string {
-  const rows = nodes.map((n) => `${String(n.id).padEnd(5)} ${n.name.padEnd(20)} ${n.ipv4.padEnd(16)} ${n.ipv6.padEnd(28)} ${(n.online ? 'online' : 'offline').padEnd(8)} ${n.keyExpiry === null ? 'never' : new Date(n.keyExpiry).toISOString()}`);
-  return ['ID    NAME                 IPV4             IPV6                         STATUS   KEY EXPIRY', ...rows].join('\n') + '\n';
+  const rows = nodes.map((n) => `${String(n.id).padEnd(5)} ${n.name.padEnd(20)} ${n.tailnet.padEnd(16)} ${n.user.padEnd(16)} ${n.ipv4.padEnd(16)} ${n.ipv6.padEnd(28)} ${(n.online ? 'online' : 'offline').padEnd(8)} ${n.keyExpiry === null ? 'never' : new Date(n.keyExpiry).toISOString()}`);
+  return ['ID    NAME                 TAILNET          USER             IPV4             IPV6                         STATUS   KEY EXPIRY', ...rows].join('\n') + '\n';
+}
+
+function formatTailnets(tailnets: TailnetRecord[]): string {
+  const rows = tailnets.map((t) => `${t.name.padEnd(20)} ${t.ipv6Prefix.padEnd(24)} ${t.nodes}`);
+  return ['NAME                 IPV6 PREFIX              NODES', ...rows].join('\n') + '\n';
 }
 
 function testKnob(name: string, fallback: number): number {

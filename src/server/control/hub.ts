@@ -1,7 +1,8 @@
 /**
  * The netmap hub: every change to a node becomes one entry in the persisted,
  * versioned change log and is pushed as a delta to every connected node;
- * a node that (re)connects gets the deltas it missed or a full map. All
+ * a node that (re)connects gets the deltas it missed or a full map. A node
+ * hears only about nodes of its own tailnet. All
  * mutations and initial syncs run through one serial queue, so a node's full
  * map and the deltas after it never interleave wrongly.
  */
@@ -21,6 +22,8 @@ export interface HubOptions {
 
 export class Hub {
   readonly sessions = new Map<number, MapSession>();
+  /** The tailnet of each synced session's node (a node never changes tailnet). */
+  private readonly tailnetOf = new WeakMap<MapSession, string>();
   private queue: Promise<unknown> = Promise.resolve();
   private published = 0;
 
@@ -61,11 +64,13 @@ export class Hub {
     const last = batch[batch.length - 1]!.version;
     const now = this.o.now();
     for (const s of this.sessions.values()) {
-      if (s.nodeId === null || s.version >= last) continue;
+      const tailnet = this.tailnetOf.get(s);
+      // Not synced yet: its first sync (queued behind this work) covers these changes.
+      if (s.nodeId === null || tailnet === undefined || s.version >= last) continue;
       const changes: Change[] = [];
       for (const { version, change } of batch) {
         if (version <= s.version) continue;
-        const mine = changeFor(change, s.nodeId, now);
+        const mine = changeFor(change, s.nodeId, now, tailnet);
         if (mine) changes.push(mine);
       }
       s.version = last;
@@ -74,24 +79,29 @@ export class Hub {
   }
 
   upsert(n: NodeRecord): LoggedChange {
-    return { op: 'upsert', node: nodeView(n) };
+    return { op: 'upsert', node: nodeView(n), tailnet: n.tailnet };
+  }
+
+  remove(n: NodeRecord): LoggedChange {
+    return { op: 'remove', id: n.id, tailnet: n.tailnet };
   }
 
   /** First sync of a session: the missed deltas if the log still has them, else a full map. */
   async sync(s: MapSession, self: NodeRecord, clientVersion: number | null): Promise<void> {
+    this.tailnetOf.set(s, self.tailnet);
     const current = await this.o.store.currentVersion();
     if (clientVersion !== null && clientVersion <= current) {
       const since = await this.o.store.changesSince(clientVersion);
       // A resync marker (written at every server start) means changes may have been
       // lost in a crash before it: only a full map is safe then.
       if (since && !since.some((r) => (r.change as LoggedChange).op === 'resync')) {
-        const changes = since.map((r) => changeFor(r.change as LoggedChange, self.id, this.o.now())).filter((c): c is Change => c !== null);
+        const changes = since.map((r) => changeFor(r.change as LoggedChange, self.id, this.o.now(), self.tailnet)).filter((c): c is Change => c !== null);
         s.version = current;
         s.send({ type: 'delta', version: current, changes });
         return;
       }
     }
-    const all = await this.o.store.listNodes();
+    const all = await this.o.store.listNodes(self.tailnet);
     s.version = current;
     s.send({ type: 'full', version: current, netmap: buildNetmap(self, all, this.o.now(), this.o.keepaliveMs) });
   }

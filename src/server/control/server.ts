@@ -42,6 +42,7 @@ class HttpError extends Error {
 
 const AUTH_STATUS: Record<string, number> = {
   authkey_invalid: 401, authkey_revoked: 401, authkey_expired: 401, authkey_used: 401, node_key_in_use: 409, node_not_found: 404,
+  machine_in_other_tailnet: 409,
 };
 const AUTH_TEXT: Record<string, string> = {
   authkey_invalid: 'auth key not recognised',
@@ -50,6 +51,7 @@ const AUTH_TEXT: Record<string, string> = {
   authkey_used: 'auth key was single-use and has already been used',
   node_key_in_use: 'that node key belongs to another node',
   node_not_found: 'no such node',
+  machine_in_other_tailnet: 'this machine is registered in another tailnet; delete that node first (nodes never move between tailnets)',
 };
 
 export class ControlServer {
@@ -270,14 +272,14 @@ export class ControlServer {
       if (n.ephemeral && !n.online && n.lastSeen !== null && now - n.lastSeen >= this.o.ephemeralTimeoutMs) {
         await this.o.store.deleteNode(n.id);
         this.o.log('info', `ephemeral node ${n.id} (${n.name}) offline for ${Math.round((now - n.lastSeen) / 1000)} s: deleted`);
-        await this.hub.publish([{ op: 'remove', id: n.id }]);
+        await this.hub.publish([this.hub.remove(n)]);
         continue;
       }
       if (this.hub.isExpired(n)) {
         if (!this.expiredAnnounced.has(n.id)) {
           this.expiredAnnounced.add(n.id);
           this.hub.kick(n.id, 'key_expired', 'node key expired: re-authenticate with warren up');
-          await this.hub.publish([{ op: 'remove', id: n.id }]);
+          await this.hub.publish([this.hub.remove(n)]);
         }
       } else this.expiredAnnounced.delete(n.id);
     }
@@ -287,10 +289,11 @@ export class ControlServer {
 
   async deleteNode(id: number): Promise<boolean> {
     return this.hub.serial(async () => {
-      const ok = await this.o.store.deleteNode(id);
+      const n = await this.o.store.getNode(id);
+      const ok = n !== null && (await this.o.store.deleteNode(id));
       if (ok) {
         this.hub.kick(id, 'node_deleted', 'this node was deleted by the administrator');
-        await this.hub.publish([{ op: 'remove', id }]);
+        await this.hub.publish([this.hub.remove(n)]);
       }
       return ok;
     });

@@ -11,6 +11,8 @@ import Database from 'better-sqlite3';
 import { closeSync, existsSync, fchmodSync, mkdirSync, openSync, constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
 import {
+  DEFAULT_TAILNET,
+  DEFAULT_USER,
   HOST_SPACE,
   StoreError,
   authKeyPrefix,
@@ -22,6 +24,8 @@ import {
   hostToIPv6,
   isAllocatableHost,
   isValidNodeName,
+  isValidTailnetName,
+  isValidUserName,
   nameCandidate,
   nameFromHostname,
   nextAllocatableHost,
@@ -40,6 +44,7 @@ import type {
   Refusal,
   RenameErrorCode,
   Store,
+  TailnetRecord,
   UpdateNodeKeyErrorCode,
 } from './store.js';
 
@@ -84,6 +89,36 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: tailnets and users. Existing data moves into the tailnet "default" (which
+  // takes over the server-wide ULA prefix from meta) and its user "admin".
+  // IPv4 addresses and node names stay unique across the whole server.
+  `
+  CREATE TABLE tailnets (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT    NOT NULL UNIQUE,
+    ipv6_prefix TEXT    NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE users (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tailnet_id INTEGER NOT NULL REFERENCES tailnets(id),
+    name       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (tailnet_id, name)
+  ) STRICT;
+  INSERT INTO tailnets (name, ipv6_prefix, created_at)
+    SELECT 'default', value, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM meta WHERE key = 'ula_prefix';
+  INSERT INTO users (tailnet_id, name, created_at) SELECT id, 'admin', created_at FROM tailnets WHERE name = 'default';
+  ALTER TABLE auth_keys ADD COLUMN tailnet_id INTEGER REFERENCES tailnets(id);
+  ALTER TABLE auth_keys ADD COLUMN user_id INTEGER REFERENCES users(id);
+  ALTER TABLE nodes ADD COLUMN tailnet_id INTEGER REFERENCES tailnets(id);
+  ALTER TABLE nodes ADD COLUMN user_id INTEGER REFERENCES users(id);
+  UPDATE auth_keys SET tailnet_id = (SELECT id FROM tailnets WHERE name = 'default'),
+    user_id = (SELECT u.id FROM users u JOIN tailnets t ON t.id = u.tailnet_id WHERE t.name = 'default' AND u.name = 'admin');
+  UPDATE nodes SET tailnet_id = (SELECT id FROM tailnets WHERE name = 'default'),
+    user_id = (SELECT u.id FROM users u JOIN tailnets t ON t.id = u.tailnet_id WHERE t.name = 'default' AND u.name = 'admin');
+  CREATE INDEX nodes_tailnet ON nodes (tailnet_id);
+  `,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -105,6 +140,11 @@ interface AuthKeyRow {
   expires_at: number | null;
   used_count: number;
   revoked: number;
+  tailnet_id: number | null;
+  user_id: number | null;
+  /** Joined names. */
+  tailnet: string | null;
+  user: string | null;
 }
 
 interface NodeRow {
@@ -126,7 +166,18 @@ interface NodeRow {
   endpoints: string;
   hostinfo: string;
   auth_key_id: number | null;
+  tailnet_id: number | null;
+  user_id: number | null;
+  /** Joined names. */
+  tailnet: string | null;
+  user: string | null;
 }
+
+/** Rows with their tailnet and user names joined in (a row without one belongs to "default"/"admin"). */
+const KEY_SELECT = `SELECT k.*, t.name AS tailnet, u.name AS user FROM auth_keys k
+  LEFT JOIN tailnets t ON t.id = k.tailnet_id LEFT JOIN users u ON u.id = k.user_id`;
+const NODE_SELECT = `SELECT n.*, t.name AS tailnet, u.name AS user FROM nodes n
+  LEFT JOIN tailnets t ON t.id = n.tailnet_id LEFT JOIN users u ON u.id = n.user_id`;
 
 function toAuthKey(r: AuthKeyRow): AuthKeyRecord {
   return {
@@ -139,6 +190,8 @@ function toAuthKey(r: AuthKeyRow): AuthKeyRecord {
     expiresAt: r.expires_at,
     usedCount: r.used_count,
     revoked: r.revoked === 1,
+    tailnet: r.tailnet ?? DEFAULT_TAILNET,
+    user: r.user ?? DEFAULT_USER,
   };
 }
 
@@ -161,6 +214,8 @@ function toNode(r: NodeRow): NodeRecord {
     endpoints: JSON.parse(r.endpoints) as string[],
     hostinfo: JSON.parse(r.hostinfo) as Record<string, unknown>,
     authKeyId: r.auth_key_id,
+    tailnet: r.tailnet ?? DEFAULT_TAILNET,
+    user: r.user ?? DEFAULT_USER,
   };
 }
 
@@ -222,13 +277,12 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly now: () => number;
   private closed = false;
-  private readonly ulaPrefix: string;
   private readonly s;
 
   private constructor(db: Database.Database, opts: SqliteStoreOptions) {
     this.db = db;
     this.now = opts.now ?? Date.now;
-    this.ulaPrefix = this.initMeta();
+    this.initMeta();
     this.s = this.prepareStatements();
   }
 
@@ -267,16 +321,32 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Per-database values created once: the ULA prefix, the address cursor, the change version. */
-  private initMeta(): string {
+  /**
+   * Per-database values created once: the address cursor, the change version,
+   * and the tailnet "default" with its user "admin" (its ULA prefix is kept in
+   * meta too, where databases before tailnets had their only one).
+   */
+  private initMeta(): void {
     const get = this.db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck();
     const put = this.db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)`);
     this.db.transaction(() => {
       put.run('ula_prefix', generateUlaPrefix());
       put.run('ipv4_cursor', '0');
       put.run('change_version', '0');
+      const now = this.now();
+      this.db.prepare(`INSERT OR IGNORE INTO tailnets (name, ipv6_prefix, created_at) VALUES (?, ?, ?)`).run(DEFAULT_TAILNET, get.get('ula_prefix'), now);
+      this.db
+        .prepare(`INSERT OR IGNORE INTO users (tailnet_id, name, created_at) SELECT id, ?, ? FROM tailnets WHERE name = ?`)
+        .run(DEFAULT_USER, now, DEFAULT_TAILNET);
+      // Rows without a tailnet (none unless a pre-tailnet database had no prefix yet) belong to "default"/"admin".
+      for (const table of ['auth_keys', 'nodes']) {
+        this.db.prepare(
+          `UPDATE ${table} SET tailnet_id = (SELECT id FROM tailnets WHERE name = @t),
+             user_id = (SELECT u.id FROM users u JOIN tailnets t ON t.id = u.tailnet_id WHERE t.name = @t AND u.name = @u)
+           WHERE tailnet_id IS NULL`,
+        ).run({ t: DEFAULT_TAILNET, u: DEFAULT_USER });
+      }
     }).immediate();
-    return get.get('ula_prefix') as string;
   }
 
   private prepareStatements() {
@@ -285,26 +355,40 @@ export class SqliteStore implements Store {
       metaGet: db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck(),
       metaSet: db.prepare(`UPDATE meta SET value = ? WHERE key = ?`),
       keyInsert: db.prepare(
-        `INSERT INTO auth_keys (secret_hash, prefix, reusable, ephemeral, tags, created_at, expires_at) VALUES (x'', '', ?, ?, ?, ?, ?)`,
+        `INSERT INTO auth_keys (secret_hash, prefix, reusable, ephemeral, tags, created_at, expires_at, tailnet_id, user_id)
+         VALUES (x'', '', ?, ?, ?, ?, ?, ?, ?)`,
       ),
       keySetSecret: db.prepare(`UPDATE auth_keys SET secret_hash = ?, prefix = ? WHERE id = ?`),
-      keyGet: db.prepare(`SELECT * FROM auth_keys WHERE id = ?`),
-      keyList: db.prepare(`SELECT * FROM auth_keys ORDER BY id`),
+      keyGet: db.prepare(`${KEY_SELECT} WHERE k.id = ?`),
+      keyList: db.prepare(`${KEY_SELECT} ORDER BY k.id`),
       keyRevoke: db.prepare(`UPDATE auth_keys SET revoked = 1 WHERE id = ?`),
       keyUse: db.prepare(`UPDATE auth_keys SET used_count = used_count + 1 WHERE id = ?`),
-      nodeGet: db.prepare(`SELECT * FROM nodes WHERE id = ?`),
-      nodeByMachine: db.prepare(`SELECT * FROM nodes WHERE machine_key = ?`),
-      nodeByNodeKey: db.prepare(`SELECT * FROM nodes WHERE node_key = ?`),
-      nodeList: db.prepare(`SELECT * FROM nodes ORDER BY id`),
+      nodeGet: db.prepare(`${NODE_SELECT} WHERE n.id = ?`),
+      nodeByMachine: db.prepare(`${NODE_SELECT} WHERE n.machine_key = ?`),
+      nodeByNodeKey: db.prepare(`${NODE_SELECT} WHERE n.node_key = ?`),
+      nodeList: db.prepare(`${NODE_SELECT} ORDER BY n.id`),
+      nodeListIn: db.prepare(`${NODE_SELECT} WHERE t.name = ? ORDER BY n.id`),
+      tailnetId: db.prepare(`SELECT id FROM tailnets WHERE name = ?`).pluck(),
+      tailnetPrefix: db.prepare(`SELECT ipv6_prefix FROM tailnets WHERE name = ?`).pluck(),
+      tailnetPrefixById: db.prepare(`SELECT ipv6_prefix FROM tailnets WHERE id = ?`).pluck(),
+      tailnetPrefixTaken: db.prepare(`SELECT id FROM tailnets WHERE ipv6_prefix = ?`).pluck(),
+      tailnetInsert: db.prepare(`INSERT INTO tailnets (name, ipv6_prefix, created_at) VALUES (?, ?, ?)`),
+      tailnetList: db.prepare(
+        `SELECT t.id, t.name, t.ipv6_prefix, t.created_at, (SELECT COUNT(*) FROM nodes n WHERE n.tailnet_id = t.id) AS nodes FROM tailnets t ORDER BY t.id`,
+      ),
+      userId: db.prepare(`SELECT id FROM users WHERE tailnet_id = ? AND name = ?`).pluck(),
+      userInsert: db.prepare(`INSERT INTO users (tailnet_id, name, created_at) VALUES (?, ?, ?)`),
       nodeNameTaken: db.prepare(`SELECT id FROM nodes WHERE name = ?`).pluck(),
       nodeHostsFrom: db.prepare(`SELECT addr_host FROM nodes WHERE addr_host >= ? ORDER BY addr_host`).pluck(),
       nodeInsert: db.prepare(
-        `INSERT INTO nodes (machine_key, node_key, disco_key, name, hostname, addr_host, ipv4, ipv6, tags, ephemeral, created_at, key_expiry, auth_key_id)
-         VALUES (@machineKey, @nodeKey, @discoKey, @name, @hostname, @host, @ipv4, @ipv6, @tags, @ephemeral, @createdAt, @keyExpiry, @authKeyId)`,
+        `INSERT INTO nodes (machine_key, node_key, disco_key, name, hostname, addr_host, ipv4, ipv6, tags, ephemeral, created_at, key_expiry, auth_key_id,
+           tailnet_id, user_id)
+         VALUES (@machineKey, @nodeKey, @discoKey, @name, @hostname, @host, @ipv4, @ipv6, @tags, @ephemeral, @createdAt, @keyExpiry, @authKeyId,
+           @tailnetId, @userId)`,
       ),
       nodeReauth: db.prepare(
         `UPDATE nodes SET node_key = @nodeKey, disco_key = @discoKey, hostname = @hostname, tags = @tags, ephemeral = @ephemeral,
-           key_expiry = @keyExpiry, auth_key_id = @authKeyId WHERE id = @id`,
+           key_expiry = @keyExpiry, auth_key_id = @authKeyId, user_id = @userId WHERE id = @id`,
       ),
       nodeSetKey: db.prepare(`UPDATE nodes SET node_key = ?, disco_key = ?, key_expiry = ? WHERE id = ?`),
       nodeSetEndpoints: db.prepare(`UPDATE nodes SET endpoints = ? WHERE id = ?`),
@@ -342,14 +426,42 @@ export class SqliteStore implements Store {
     const expiresAt = opts.expiresAt ?? null;
     if (expiresAt !== null && !Number.isSafeInteger(expiresAt)) throw new StoreError('invalid_argument', 'expiresAt must be an integer (ms)');
     const createdAt = opts.now ?? this.now();
+    const tailnet = opts.tailnet ?? DEFAULT_TAILNET;
+    const user = opts.user ?? DEFAULT_USER;
+    if (!isValidTailnetName(tailnet)) throw new StoreError('invalid_argument', `invalid tailnet name ${JSON.stringify(tailnet)}: want one lowercase DNS label`);
+    if (!isValidUserName(user)) throw new StoreError('invalid_argument', `invalid user name ${JSON.stringify(user)}: want 1-64 letters, digits and ._@+-`);
     return this.db.transaction(() => {
+      const tailnetId = this.ensureTailnet(tailnet, createdAt);
+      const userId = this.ensureUser(tailnetId, user, createdAt);
       const id = Number(
-        this.s.keyInsert.run(opts.reusable ? 1 : 0, opts.ephemeral ? 1 : 0, JSON.stringify(tags), createdAt, expiresAt).lastInsertRowid,
+        this.s.keyInsert.run(opts.reusable ? 1 : 0, opts.ephemeral ? 1 : 0, JSON.stringify(tags), createdAt, expiresAt, tailnetId, userId).lastInsertRowid,
       );
       const key = generateAuthKeySecret(id);
       this.s.keySetSecret.run(hashSecret(key), authKeyPrefix(key), id);
       return { record: toAuthKey(this.s.keyGet.get(id) as AuthKeyRow), key };
     }).immediate();
+  }
+
+  /** The id of tailnet `name`, created (with a fresh ULA /48) if it does not exist. Call inside a transaction. */
+  private ensureTailnet(name: string, now: number): number {
+    const id = this.s.tailnetId.get(name) as number | undefined;
+    if (id !== undefined) return id;
+    let prefix = generateUlaPrefix();
+    while (this.s.tailnetPrefixTaken.get(prefix) !== undefined) prefix = generateUlaPrefix();
+    return Number(this.s.tailnetInsert.run(name, prefix, now).lastInsertRowid);
+  }
+
+  /** The id of user `name` in a tailnet, created if it does not exist. Call inside a transaction. */
+  private ensureUser(tailnetId: number, name: string, now: number): number {
+    const id = this.s.userId.get(tailnetId, name) as number | undefined;
+    return id ?? Number(this.s.userInsert.run(tailnetId, name, now).lastInsertRowid);
+  }
+
+  async listTailnets(): Promise<TailnetRecord[]> {
+    this.live();
+    return (this.s.tailnetList.all() as { id: number; name: string; ipv6_prefix: string; created_at: number; nodes: number }[]).map((r) => ({
+      id: r.id, name: r.name, ipv6Prefix: r.ipv6_prefix, createdAt: r.created_at, nodes: r.nodes,
+    }));
   }
 
   async listAuthKeys(): Promise<AuthKeyRecord[]> {
@@ -395,9 +507,9 @@ export class SqliteStore implements Store {
     return r ? toNode(r) : null;
   }
 
-  async listNodes(): Promise<NodeRecord[]> {
+  async listNodes(tailnet?: string): Promise<NodeRecord[]> {
     this.live();
-    return (this.s.nodeList.all() as NodeRow[]).map(toNode);
+    return ((tailnet === undefined ? this.s.nodeList.all() : this.s.nodeListIn.all(tailnet)) as NodeRow[]).map(toNode);
   }
 
   async registerNode(o: RegisterNodeOptions): Promise<{ node: NodeRecord; created: boolean } | Refusal<RegisterErrorCode>> {
@@ -405,7 +517,11 @@ export class SqliteStore implements Store {
     return this.db.transaction((): { node: NodeRecord; created: boolean } | Refusal<RegisterErrorCode> => {
       const key = this.checkAuthKey(o.authKeySecret, o.now);
       if ('error' in key) return key;
+      const keyRow = this.s.keyGet.get(key.id) as AuthKeyRow;
+      const tailnetId = keyRow.tailnet_id ?? (this.s.tailnetId.get(DEFAULT_TAILNET) as number);
+      const userId = keyRow.user_id ?? this.ensureUser(tailnetId, DEFAULT_USER, o.now);
       const existing = this.s.nodeByMachine.get(o.machineKey) as NodeRow | undefined;
+      if (existing && existing.tailnet_id !== tailnetId) return { error: 'machine_in_other_tailnet' };
       const owner = this.s.nodeByNodeKey.get(o.nodeKey) as NodeRow | undefined;
       if (owner && owner.id !== existing?.id) return { error: 'node_key_in_use' };
       const tagged = key.tags.length > 0;
@@ -417,6 +533,7 @@ export class SqliteStore implements Store {
         ephemeral: key.ephemeral ? 1 : 0,
         keyExpiry: tagged ? null : o.now + o.defaultKeyExpiryMs,
         authKeyId: key.id,
+        userId,
       };
       let id: number;
       if (existing) {
@@ -431,8 +548,9 @@ export class SqliteStore implements Store {
             name: this.uniqueName(nameFromHostname(o.hostname)),
             host,
             ipv4: hostToIPv4(host),
-            ipv6: hostToIPv6(this.ulaPrefix, host),
+            ipv6: hostToIPv6(this.s.tailnetPrefixById.get(tailnetId) as string, host),
             createdAt: o.now,
+            tailnetId,
           }).lastInsertRowid,
         );
       }
@@ -524,9 +642,11 @@ export class SqliteStore implements Store {
     return this.s.nodeDelete.run(id).changes > 0;
   }
 
-  async ipv6Prefix(): Promise<string> {
+  async ipv6Prefix(tailnet: string = DEFAULT_TAILNET): Promise<string> {
     this.live();
-    return this.ulaPrefix;
+    const prefix = this.s.tailnetPrefix.get(tailnet) as string | undefined;
+    if (prefix === undefined) throw new StoreError('invalid_argument', `no tailnet ${JSON.stringify(tailnet)}`);
+    return prefix;
   }
 
   // ----------------------------------------------------------- change log

@@ -23,6 +23,20 @@ export interface AuthKeyRecord {
   expiresAt: number | null;
   usedCount: number;
   revoked: boolean;
+  /** The tailnet its nodes join and the user they belong to (names). */
+  tailnet: string;
+  user: string;
+}
+
+export interface TailnetRecord {
+  id: number;
+  /** One lowercase DNS label; the tailnet of pre-tailnet databases is `default`. */
+  name: string;
+  /** The tailnet's own ULA /48; its nodes' IPv6 addresses come from it. */
+  ipv6Prefix: string;
+  createdAt: number;
+  /** How many nodes it has. */
+  nodes: number;
 }
 
 export interface NodeRecord {
@@ -47,6 +61,10 @@ export interface NodeRecord {
   endpoints: string[];
   hostinfo: Record<string, unknown>;
   authKeyId: number | null;
+  /** The tailnet (name) the node is in: it sees and is seen by nodes of this tailnet only. */
+  tailnet: string;
+  /** The user (name) the node belongs to: the user of the auth key it registered with. */
+  user: string;
 }
 
 export interface ChangeRecord {
@@ -66,7 +84,14 @@ export interface CreateAuthKeyOptions {
   expiresAt?: number | null;
   /** Creation time; the store's clock when absent. */
   now?: number;
+  /** Tailnet name (a DNS label), created on first use; default `default`. */
+  tailnet?: string;
+  /** User name within the tailnet, created on first use; default `admin`. */
+  user?: string;
 }
+
+export const DEFAULT_TAILNET = 'default';
+export const DEFAULT_USER = 'admin';
 
 export interface RegisterNodeOptions {
   machineKey: string;
@@ -80,7 +105,8 @@ export interface RegisterNodeOptions {
 }
 
 export type AuthKeyErrorCode = 'authkey_invalid' | 'authkey_revoked' | 'authkey_expired' | 'authkey_used';
-export type RegisterErrorCode = AuthKeyErrorCode | 'node_key_in_use';
+/** `machine_in_other_tailnet`: the machine key is registered in another tailnet than the auth key's; nodes never move silently. */
+export type RegisterErrorCode = AuthKeyErrorCode | 'node_key_in_use' | 'machine_in_other_tailnet';
 export type UpdateNodeKeyErrorCode = 'node_not_found' | 'node_key_in_use';
 export type RenameErrorCode = 'node_not_found' | 'name_invalid' | 'name_in_use';
 
@@ -107,7 +133,9 @@ export interface Store {
   getNode(id: number): Promise<NodeRecord | null>;
   getNodeByMachineKey(machineKey: string): Promise<NodeRecord | null>;
   getNodeByNodeKey(nodeKey: string): Promise<NodeRecord | null>;
-  listNodes(): Promise<NodeRecord[]>;
+  /** All nodes, or only those of the named tailnet. */
+  listNodes(tailnet?: string): Promise<NodeRecord[]>;
+  listTailnets(): Promise<TailnetRecord[]>;
   /**
    * One transaction: validate the auth key, reuse the node of a known machine
    * key (same id, addresses and name) or create one, and consume the key.
@@ -126,8 +154,8 @@ export interface Store {
   /** False if there is no such node. Its addresses become free (reused only after the cursor wraps). */
   deleteNode(id: number): Promise<boolean>;
 
-  /** The tailnet's ULA /48, e.g. `fd12:3456:789a::/48`. */
-  ipv6Prefix(): Promise<string>;
+  /** A tailnet's ULA /48 (default: the `default` tailnet), e.g. `fd12:3456:789a::/48`; StoreError `invalid_argument` if there is no such tailnet. */
+  ipv6Prefix(tailnet?: string): Promise<string>;
 
   /** Appends a JSON-serialisable change; returns its version (monotonic, never reused). */
   appendChange(change: unknown): Promise<number>;
@@ -291,6 +319,18 @@ const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 /** A valid node name: one lowercase DNS label. */
 export function isValidNodeName(name: string): boolean {
   return LABEL_RE.test(name);
+}
+
+/** A valid tailnet name: one lowercase DNS label. */
+export function isValidTailnetName(name: unknown): name is string {
+  return typeof name === 'string' && LABEL_RE.test(name);
+}
+
+const USER_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._@+-]{0,62}[A-Za-z0-9])?$/;
+
+/** A valid user name: 1–64 letters, digits and `._@+-`, starting and ending with a letter or digit. */
+export function isValidUserName(name: unknown): name is string {
+  return typeof name === 'string' && USER_RE.test(name);
 }
 
 /** The name a hostname asks for: lowercased, other characters → `-`, trimmed to 63. */

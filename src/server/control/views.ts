@@ -1,10 +1,11 @@
 /**
  * What the server tells nodes: NodeView for one node record, the full netmap
- * for a node (everyone else who is not expired; until a policy exists every
- * node may reach every other), and the translation of global change-log
- * entries into one node's deltas (its own record becomes `self`).
+ * for a node (everyone else in its tailnet who is not expired; until a policy
+ * exists every node may reach every other of its tailnet), and the translation
+ * of global change-log entries into one node's deltas (its own record becomes
+ * `self`; changes about other tailnets' nodes are dropped).
  */
-import type { NodeRecord } from './store.js';
+import { DEFAULT_TAILNET, type NodeRecord } from './store.js';
 import type { Change, Netmap, NodeView } from '../../wire/control.js';
 
 export function nodeView(n: NodeRecord): NodeView {
@@ -23,15 +24,18 @@ export function isExpired(n: { keyExpiry: number | null }, now: number): boolean
 export function buildNetmap(self: NodeRecord, all: NodeRecord[], now: number, keepaliveMs: number): Netmap {
   return {
     self: nodeView(self),
-    peers: all.filter((n) => n.id !== self.id && !isExpired(n, now)).map(nodeView),
+    peers: all.filter((n) => n.id !== self.id && n.tailnet === self.tailnet && !isExpired(n, now)).map(nodeView),
     dns: { nameservers: [], domains: [] },
     packetFilter: [{ src: ['*'], dst: ['*'] }],
     keepaliveMs,
   };
 }
 
-/** A change as logged: about one node, for everyone. */
-export type LoggedChange = { op: 'upsert'; node: NodeView } | { op: 'remove'; id: number } | { op: 'resync' };
+/**
+ * A change as logged: about one node, for the nodes of its tailnet (by name;
+ * entries written before tailnets existed have none and mean "default").
+ */
+export type LoggedChange = { op: 'upsert'; node: NodeView; tailnet?: string } | { op: 'remove'; id: number; tailnet?: string } | { op: 'resync' };
 
 /**
  * The same change as node `selfId` must see it; null = nothing for it. With
@@ -39,10 +43,11 @@ export type LoggedChange = { op: 'upsert'; node: NodeView } | { op: 'remove'; id
  * removal, as in the full map: an expired node's later changes (going offline
  * when its stream is cut, new endpoints) must not put it back in peers' netmaps.
  */
-export function changeFor(c: LoggedChange, selfId: number, now?: number): Change | null {
+export function changeFor(c: LoggedChange, selfId: number, now?: number, tailnet?: string): Change | null {
   if (c.op === 'resync') return null;
-  if (c.op === 'remove') return c.id === selfId ? null : c;
+  if (tailnet !== undefined && (c.tailnet ?? DEFAULT_TAILNET) !== tailnet) return null;
+  if (c.op === 'remove') return c.id === selfId ? null : { op: 'remove', id: c.id };
   if (c.node.id === selfId) return { op: 'self', node: c.node };
   if (now !== undefined && isExpired(c.node, now)) return { op: 'remove', id: c.node.id };
-  return c;
+  return { op: 'upsert', node: c.node };
 }
