@@ -24,6 +24,7 @@ import { loadCertFiles, loadOrCreateSelfSigned, fingerprintOf, CERT_FILE } from 
 import { LocalApiClient } from '../../localapi/client.js';
 import { parseDuration } from '../../util/duration.js';
 import { stderrLogger } from '../../util/log.js';
+import { untilStopped } from '../../util/signals.js';
 import type { AuthKeyRecord, NodeRecord, TailnetRecord } from './store.js';
 
 const USAGE = `usage:
@@ -197,20 +198,9 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   await admin.start();
   log('info', `listening on ${host}:${bound}; database ${dbPath}; certificate sha256:${cert.fingerprint}${selfSigned ? ' (self-signed: nodes pin it with --login-server-fingerprint)' : ''}`);
   log('info', `admin socket ${admin.socketPath}; ready`);
-  return new Promise<number>((resolveExit) => {
-    let stopping = false;
-    const stop = (sig: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log('info', `${sig}: shutting down`);
-      void (async () => {
-        await admin.stop().catch(() => undefined);
-        await server.stop();
-        await store.close();
-        resolveExit(0);
-      })();
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+  return untilStopped(log, async () => {
+    await admin.stop().catch(() => undefined);
+    await server.stop();
+    await store.close();
   });
 }
