@@ -257,6 +257,19 @@ static void count_drop(int32_t *errs, int e)
     }
 }
 
+/* Batch arguments of the send/write functions. slot == 0: offs[] are
+ * absolute offsets into buf (the caller picks packets from any slot and
+ * guarantees the bounds); otherwise each packet must lie in its own slot. */
+static int batch_ok(int slot, int n, const int32_t *offs, const int32_t *lens)
+{
+    if (slot < 0 || n < 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (offs[i] < 0 || lens[i] < 0 || (slot > 0 && (int64_t)offs[i] + lens[i] > slot))
+            return 0;
+    return 1;
+}
+
 /* Send n datagrams: datagram i is lens[i] bytes at buf + i*slot + offs[i],
  * to addrs + i*WN_ADDR_LEN. A datagram the kernel refuses for itself
  * (ENETUNREACH, EMSGSIZE, EPERM, ...) is skipped and counted in
@@ -273,13 +286,8 @@ int WN_EXPORT wn_udp_send_batch(int fd, const uint8_t *buf, int slot, int n,
 {
     if (errs != NULL)
         errs[0] = errs[1] = 0;
-    /* slot == 0: offs[] are absolute offsets into buf (the caller picks
-     * packets from any slot and guarantees the bounds). */
-    if (slot < 0 || n < 0)
+    if (!batch_ok(slot, n, offs, lens))
         return -EINVAL;
-    for (int i = 0; i < n; i++)
-        if (offs[i] < 0 || lens[i] < 0 || (slot > 0 && (int64_t)offs[i] + lens[i] > slot))
-            return -EINVAL;
 
     struct mmsghdr msgs[WN_BATCH_MAX];
     struct iovec iov[WN_BATCH_MAX];
@@ -361,13 +369,8 @@ int WN_EXPORT wn_write_batch(int fd, const uint8_t *buf, int slot, int n,
 {
     if (errs != NULL)
         errs[0] = errs[1] = 0;
-    /* slot == 0: offs[] are absolute offsets into buf (the caller picks
-     * packets from any slot and guarantees the bounds). */
-    if (slot < 0 || n < 0)
+    if (!batch_ok(slot, n, offs, lens))
         return -EINVAL;
-    for (int i = 0; i < n; i++)
-        if (offs[i] < 0 || lens[i] < 0 || (slot > 0 && (int64_t)offs[i] + lens[i] > slot))
-            return -EINVAL;
 
     int i = 0;
     while (i < n) {

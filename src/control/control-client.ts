@@ -203,11 +203,10 @@ export class ControlClient {
     this.connect();
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.closeStream('stopping');
-    await Promise.resolve();
   }
 
   /** Our endpoints changed: tell the server now (and on every reconnect). */

@@ -5,20 +5,15 @@
  * address — never the whole 100.64.0.0/10, which may be the box's own WAN under
  * carrier NAT). Pure functions: snapshots in, snapshots out.
  */
-import type { Netmap, NodeView } from '../wire/control.js';
+import { parseEndpoint, type Netmap, type NodeView } from '../wire/control.js';
 import type { DeviceConfig, PeerConfig } from '../dataplane/device.js';
 import type { RouterConfig } from './router.js';
 
 export const MESH_MTU = 1280;
 
-function parseEp(ep: string): { ip: string; port: number } | null {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(ep) ?? /^([^:]+):(\d+)$/.exec(ep);
-  return m ? { ip: m[1]!, port: Number(m[2]) } : null;
-}
-
 /** Flat network for now (NAT traversal comes later): the first reported IPv4 endpoint, else the first. */
 export function pickEndpoint(endpoints: string[]): { ip: string; port: number } | null {
-  const parsed = endpoints.map(parseEp).filter((e): e is { ip: string; port: number } => e !== null);
+  const parsed = endpoints.map(parseEndpoint).filter((e): e is { ip: string; port: number } => e !== null);
   return parsed.find((e) => !e.ip.includes(':')) ?? parsed[0] ?? null;
 }
 

@@ -106,27 +106,13 @@ const REFUSED: Record<string, string> = {
 
 const SECTION_TITLE: Record<Section, string> = { interface: '[Interface]', peer: '[Peer]' };
 
-interface PeerDraft {
+/** A section while it is being read: the result's fields, the key still optional, plus where things were seen. */
+interface Draft {
   headerLine: number;
   seen: Map<string, number>;
-  publicKey?: Uint8Array;
-  presharedKey?: Uint8Array;
-  allowedIps: string[];
-  endpoint?: { host: string; port: number };
-  persistentKeepalive?: number;
 }
-
-interface InterfaceDraft {
-  headerLine: number;
-  seen: Map<string, number>;
-  privateKey?: Uint8Array;
-  listenPort?: number;
-  addresses: string[];
-  mtu?: number;
-  dns: string[];
-  table?: 'off' | 'auto' | number;
-  fwMark?: number;
-}
+type PeerDraft = Draft & Omit<WgQuickPeer, 'publicKey'> & { publicKey?: Uint8Array };
+type InterfaceDraft = Draft & Omit<WgQuickInterface, 'privateKey'> & { privateKey?: Uint8Array };
 
 /**
  * Parses the text of a wg-quick config file. `source` names the file in error

@@ -15,7 +15,7 @@ import { deviceConfig, routerConfig, MESH_MTU } from '../control/netmap-config.j
 import { localEndpoints } from '../control/endpoints.js';
 import { normalizeFingerprint } from '../control/pinned-tls.js';
 import type { BackendState, HealthWarning, MeshStatus } from '../control/mesh-status.js';
-import { LocalApiServer, LocalApiError, type LocalApiRoute } from '../localapi/server.js';
+import { LocalApiServer, LocalApiError, jsonObjectBody, type LocalApiRoute } from '../localapi/server.js';
 import type { Netmap } from '../wire/control.js';
 import type { Logger } from '../util/log.js';
 import { untilStopped } from '../util/signals.js';
@@ -110,10 +110,10 @@ export class MeshNode {
     }, 5_000);
   }
 
-  private async stopClient(): Promise<void> {
+  private stopClient(): void {
     if (this.endpointTimer) clearInterval(this.endpointTimer);
     this.endpointTimer = null;
-    await this.client?.stop();
+    this.client?.stop();
     this.client = null;
   }
 
@@ -122,9 +122,8 @@ export class MeshNode {
     this.applying = this.applying.then(async () => {
       const now = Date.now();
       const node = this.state.nodeKey();
-      const empty: Netmap | null = nm;
-      this.engine.reconfig(empty
-        ? deviceConfig(empty, { privateKey: node.privateKey, listenPort: this.engine.listenPort, tun: this.engine.tun, now, forceUnderLoad: this.o.knobs.forceUnderLoad })
+      this.engine.reconfig(nm
+        ? deviceConfig(nm, { privateKey: node.privateKey, listenPort: this.engine.listenPort, tun: this.engine.tun, now, forceUnderLoad: this.o.knobs.forceUnderLoad })
         : { privateKey: node.privateKey, listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [] });
       await this.router.apply(routerConfig(nm, this.engine.tun, now));
     }).catch((err: Error) => this.o.log('error', `applying the netmap: ${err.message}`));
@@ -157,7 +156,7 @@ export class MeshNode {
     const reg = this.state.registration();
     const sameServer = reg && servers.includes(reg.server);
     if (!req.authKey && !sameServer) throw new LocalApiError(400, 'this node is not registered with that control server yet: give --auth-key');
-    await this.stopClient();
+    this.stopClient();
     if (req.authKey) {
       const probe = new ControlClient({
         servers, fingerprint, state: this.state, hostname: prefs.hostname, endpoints: () => [], log: this.o.log,
@@ -185,7 +184,7 @@ export class MeshNode {
   async down(): Promise<void> {
     const p = this.state.prefs();
     if (p) this.state.setPrefs({ ...p, wantRunning: false });
-    await this.stopClient();
+    this.stopClient();
     await this.apply(null);
   }
 
@@ -250,18 +249,9 @@ export class MeshNode {
     };
   }
 
-  async shutdown(): Promise<void> {
-    await this.stopClient();
+  shutdown(): void {
+    this.stopClient();
   }
-}
-
-function parseBody(b: Buffer): Record<string, unknown> {
-  if (!b.length) return {};
-  try {
-    const v = JSON.parse(b.toString('utf8')) as unknown;
-    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch { /* below */ }
-  throw new LocalApiError(400, 'body must be a JSON object');
 }
 
 function optString(v: unknown, name: string): string | undefined {
@@ -282,7 +272,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
     { method: 'GET', path: '/v0/status', handle: async () => node.status(await engine.status()) },
     {
       method: 'POST', path: '/v0/up', handle: (r) => {
-        const b = parseBody(r.body);
+        const b = jsonObjectBody(r.body);
         const servers = b['loginServers'];
         if (servers !== undefined && (!Array.isArray(servers) || servers.some((s) => typeof s !== 'string'))) throw new LocalApiError(400, 'loginServers must be a list of URLs');
         return node.up({ loginServers: servers as string[] | undefined, authKey: optString(b['authKey'], 'authKey'), hostname: optString(b['hostname'], 'hostname'), fingerprint: optString(b['fingerprint'], 'fingerprint') });
@@ -297,7 +287,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
     await node.resume();
     await api.start();
   } catch (err) {
-    await node.shutdown();
+    node.shutdown();
     await router.teardown().catch(() => undefined);
     await engine.stop();
     throw err;
@@ -305,7 +295,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
   log('info', `ready: ${node.backendState}; LocalAPI at ${o.socketPath}`);
   return untilStopped(log, async () => {
     await api.stop().catch(() => undefined);
-    await node.shutdown();
+    node.shutdown();
     await router.teardown().catch((e: Error) => log('warn', `removing routes: ${e.message}`));
     await engine.stop();
   });

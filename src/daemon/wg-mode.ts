@@ -68,7 +68,7 @@ async function deviceConfig(cfg: WgQuickConfig, tun: string, listenPort: number,
 
 export async function runWgMode(opts: WgModeOptions): Promise<number> {
   const { log } = opts;
-  let cfg = readWgConfig(opts.configPath);
+  const cfg = readWgConfig(opts.configPath);
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   if (cfg.interface.dns.length) {
     log('warn', `DNS = ${cfg.interface.dns.join(', ')}: warrend does not change the system resolver in plain WireGuard mode; configure it yourself`);
@@ -116,7 +116,6 @@ export async function runWgMode(opts: WgModeOptions): Promise<number> {
     try {
       const next = readWgConfig(opts.configPath);
       apply(next).then(() => {
-        cfg = next;
         log('info', `reloaded ${opts.configPath}`);
       }, (e: Error) => log('error', `reload failed, keeping the running configuration: ${e.message}`));
     } catch (e) {

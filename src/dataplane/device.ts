@@ -312,10 +312,10 @@ export class Device {
       this.hs.sendInitiation(peer, false);
       return;
     }
-    this.sendOn(peer, kp, buf, off, len, cap);
+    this.sendOn(peer, kp, buf, off, len, cap, now);
   }
 
-  private sendOn(peer: Peer, kp: Keypair, buf: Uint8Array, off: number, len: number, cap: number): boolean {
+  private sendOn(peer: Peer, kp: Keypair, buf: Uint8Array, off: number, len: number, cap: number, now: number): boolean {
     const total = this.crypto.seal(kp.sendKey, kp.remoteIndex, kp.sendCounter, buf, off - TRANSPORT_HEADER_SIZE, len, cap);
     if (total < 0) {
       this.drops.too_big++;
@@ -331,7 +331,7 @@ export class Device {
     peer.txBytes += total;
     this.io.sendUdp(buf, off - TRANSPORT_HEADER_SIZE, total, peer.endpoint!, 0);
     // keepKeyFreshSending
-    if (kp.sendCounter > REKEY_AFTER_MESSAGES || (kp.isInitiator && this.clock.now() - kp.created >= this.timers.rekeyAfterTime)) {
+    if (kp.sendCounter > REKEY_AFTER_MESSAGES || (kp.isInitiator && now - kp.created >= this.timers.rekeyAfterTime)) {
       this.hs.sendInitiation(peer, false);
     }
     return true;
@@ -349,7 +349,8 @@ export class Device {
   sendStaged(peer: Peer, keepaliveIfEmpty: boolean): void {
     if (peer.staged.length === 0 && keepaliveIfEmpty) peer.staged.push(new Uint8Array(0));
     const kp = peer.current;
-    if (!kp || !peer.endpoint || this.clock.now() - kp.created >= this.timers.rejectAfterTime) {
+    const now = this.clock.now();
+    if (!kp || !peer.endpoint || now - kp.created >= this.timers.rejectAfterTime) {
       if (peer.staged.length) this.hs.sendInitiation(peer, false);
       return;
     }
@@ -357,7 +358,7 @@ export class Device {
     peer.staged = [];
     for (const pkt of list) {
       this.scratch.set(pkt, TRANSPORT_HEADER_SIZE);
-      this.sendOn(peer, kp, this.scratch, TRANSPORT_HEADER_SIZE, pkt.length, this.scratch.length);
+      this.sendOn(peer, kp, this.scratch, TRANSPORT_HEADER_SIZE, pkt.length, this.scratch.length, now);
     }
   }
 

@@ -54,9 +54,3 @@ export function endpointCookieBytes(b: Uint8Array, off = 0): Uint8Array {
   return out;
 }
 
-/** Parse "IP:PORT" / "[IPv6]:PORT" (numeric only; names are resolved by the caller). */
-export function parseEndpoint(s: string): { ip: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s);
-  if (!m || !ipaddr.isValid(m[1]!) || Number(m[2]) > 65535) throw new Error(`invalid endpoint "${s}" (want IP:PORT or [IPv6]:PORT)`);
-  return { ip: m[1]!, port: Number(m[2]) };
-}

@@ -21,8 +21,11 @@ export class NativeTransportCrypto implements TransportCrypto {
     this.views.set(buf.buffer, { base: buf, slot, list });
   }
 
+  private last: { base: Uint8Array; slot: number; list: Uint8Array[] } | undefined;
+
   private view(buf: Uint8Array, off: number): Uint8Array {
-    const v = this.views.get(buf.buffer);
+    // Per packet: the batch buffer is almost always the one used last, so skip the map.
+    const v = this.last?.base === buf ? this.last : (this.last = this.views.get(buf.buffer));
     if (v && v.base === buf && off % v.slot === 0) {
       const s = v.list[off / v.slot];
       if (s) return s;

@@ -55,6 +55,16 @@ export function routeTable(h: LocalApiHandlers): LocalApiRoute[] {
   ];
 }
 
+/** A route's body as a JSON object (empty body = {}); anything else is a 400. */
+export function jsonObjectBody(b: Buffer): Record<string, unknown> {
+  if (b.length === 0) return {};
+  try {
+    const v = JSON.parse(b.toString('utf8')) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch { /* fall through */ }
+  throw new LocalApiError(400, 'body must be a JSON object');
+}
+
 /** Thrown by a handler to answer with a given HTTP status and message. */
 export class LocalApiError extends Error {
   override name = 'LocalApiError';

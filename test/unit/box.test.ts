@@ -19,16 +19,7 @@ import {
 } from '../../src/crypto/box.js';
 import { CryptoError, generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
 import { rng } from '../helpers/rng.js';
-
-function h(s: string): Uint8Array {
-  const clean = s.replace(/\s+/g, '');
-  assert.equal(clean.length % 2, 0, 'odd-length hex literal');
-  return new Uint8Array(Buffer.from(clean, 'hex'));
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
+import { h, hex } from '../helpers/hex.js';
 
 const alicesk = h('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
 const alicepk = h('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');

@@ -299,6 +299,9 @@ test('endpoints, hostinfo, online, expire and delete', async () => {
     assert.deepEqual([off.online, off.lastSeen], [false, NOW + 20]);
     assert.equal((await s.expireNode(a.id, NOW + 30))!.keyExpiry, NOW + 30);
     assert.equal(await s.setEndpoints(999, []), null);
+    const conn = (await s.markConnected(a.id, NOW + 40, ['192.0.2.9:1'], { os: 'pi' }))!;
+    assert.deepEqual([conn.online, conn.lastSeen, conn.endpoints, conn.hostinfo], [true, NOW + 40, ['192.0.2.9:1'], { os: 'pi' }]);
+    assert.equal(await s.markConnected(999, NOW, [], {}), null);
     assert.equal(await s.deleteNode(a.id), true);
     assert.equal(await s.deleteNode(a.id), false);
     assert.equal(await s.getNode(a.id), null);

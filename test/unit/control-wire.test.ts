@@ -32,10 +32,7 @@ import {
 import { boxOpenAfterNm, boxSeal } from '../../src/crypto/box.js';
 import { generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
 import { rng } from '../helpers/rng.js';
-
-function h(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-}
+import { h } from '../helpers/hex.js';
 
 function bytes(n: number, fill: number): Uint8Array {
   return new Uint8Array(n).fill(fill);

@@ -25,16 +25,7 @@ import {
 import { hash, hmac, kdf, mac } from '../../src/crypto/blake2s.js';
 import { TAG_LEN, nonceFor, open, seal, xopen, xseal } from '../../src/crypto/aead.js';
 import { TAI64N_LEN, compareTai64n, tai64n, tai64nToNs } from '../../src/crypto/tai64n.js';
-
-function h(s: string): Uint8Array {
-  const clean = s.replace(/\s+/g, '');
-  assert.equal(clean.length % 2, 0, 'odd-length hex literal');
-  return new Uint8Array(Buffer.from(clean, 'hex'));
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
+import { h, hex } from '../helpers/hex.js';
 
 /** 00 01 02 .. (n-1) mod 256 */
 function seq(n: number): Uint8Array {

@@ -33,14 +33,7 @@ import { generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
 import { hash, mac } from '../../src/crypto/blake2s.js';
 import { open, seal } from '../../src/crypto/aead.js';
 import { tai64n } from '../../src/crypto/tai64n.js';
-
-function h(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
+import { h, hex } from '../helpers/hex.js';
 
 function eq(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a).equals(Buffer.from(b));

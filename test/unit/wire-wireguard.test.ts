@@ -27,10 +27,7 @@ import {
   TRANSPORT_MIN_SIZE,
 } from '../../src/dataplane/constants.js';
 import { rng } from '../helpers/rng.js';
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
+import { hex } from '../helpers/hex.js';
 
 /** n bytes start, start+1, ... (mod 256): every field gets distinct, recognisable bytes. */
 function fill(n: number, start: number): Uint8Array {

@@ -3,20 +3,11 @@
  * only), used by `warren-control authkey …`, `nodes …` and `tailnets …`. Node
  * selectors are an id or a name (names are unique across tailnets).
  */
-import { LocalApiServer, LocalApiError, type LocalApiRoute } from '../../localapi/server.js';
+import { LocalApiServer, LocalApiError, jsonObjectBody as body, type LocalApiRoute } from '../../localapi/server.js';
 import { isValidTailnetName, isValidUserName, type Store, type NodeRecord, type AuthKeyRecord } from './store.js';
 import type { ControlServer } from './server.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/run/warren/control-admin.sock';
-
-function body(b: Buffer): Record<string, unknown> {
-  if (b.length === 0) return {};
-  try {
-    const v = JSON.parse(b.toString('utf8')) as unknown;
-    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch { /* fall through */ }
-  throw new LocalApiError(400, 'body must be a JSON object');
-}
 
 async function findNode(store: Store, sel: unknown): Promise<NodeRecord> {
   const nodes = await store.listNodes();

@@ -107,9 +107,9 @@ export class ControlServer {
     };
     try {
       const path = (req.url ?? '/').split('?')[0];
-      const route = this.routes()[`${req.method} ${path}`];
+      const route = this.routes[`${req.method} ${path}`];
       if (!route) {
-        const known = Object.keys(this.routes()).some((k) => k.endsWith(` ${path}`));
+        const known = Object.keys(this.routes).some((k) => k.endsWith(` ${path}`));
         if (path === '/v1/map') throw new HttpError(426, 'upgrade_required', `the map stream needs "Connection: Upgrade" and "Upgrade: ${MAP_UPGRADE_PROTOCOL}"`);
         throw known ? new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${path}`) : new HttpError(404, 'not_found', `no such endpoint: ${path}`);
       }
@@ -126,13 +126,11 @@ export class ControlServer {
     }
   }
 
-  private routes(): Record<string, { body: boolean; handle(body: unknown): unknown }> {
-    return {
-      'GET /v1/challenge': { body: false, handle: () => this.challenge() },
-      'POST /v1/register': { body: true, handle: (b) => this.register(b) },
-      'POST /v1/rotate': { body: true, handle: (b) => this.rotate(b) },
-    };
-  }
+  private readonly routes: Record<string, { body: boolean; handle(body: unknown): unknown }> = {
+    'GET /v1/challenge': { body: false, handle: () => this.challenge() },
+    'POST /v1/register': { body: true, handle: (b) => this.register(b) },
+    'POST /v1/rotate': { body: true, handle: (b) => this.rotate(b) },
+  };
 
   private challenge(): unknown {
     const { nonce, expiresInMs } = this.challenges.issue();
@@ -228,9 +226,7 @@ export class ControlServer {
         old.fail('replaced', 'a newer map stream for this node replaced this one');
       }
       this.pending.delete(s);
-      let rec: NodeRecord = (await this.o.store.setOnline(n.id, true, this.now())) ?? n;
-      if (JSON.stringify(rec.endpoints) !== JSON.stringify(f.endpoints)) rec = (await this.o.store.setEndpoints(n.id, f.endpoints)) ?? rec;
-      rec = (await this.o.store.setHostinfo(n.id, f.hostinfo)) ?? rec;
+      const rec: NodeRecord = (await this.o.store.markConnected(n.id, this.now(), f.endpoints, f.hostinfo)) ?? n;
       // Tell the others first; this session joins the hub only for its own first sync,
       // so it never sees a delta before its base map.
       await this.hub.publish([this.hub.upsert(rec)]);

@@ -615,6 +615,16 @@ export class SqliteStore implements Store {
     return this.s.nodeSetOnline.run(online ? 1 : 0, now, id).changes > 0 ? this.nodeById(id) : null;
   }
 
+  async markConnected(id: number, now: number, endpoints: string[], hostinfo: Record<string, unknown>): Promise<NodeRecord | null> {
+    this.live();
+    return this.db.transaction((): NodeRecord | null => {
+      if (this.s.nodeSetOnline.run(1, now, id).changes === 0) return null;
+      this.s.nodeSetEndpoints.run(JSON.stringify(endpoints), id);
+      this.s.nodeSetHostinfo.run(JSON.stringify(hostinfo), id);
+      return this.nodeById(id);
+    }).immediate();
+  }
+
   async setAllOffline(now: number): Promise<number> {
     this.live();
     return this.s.nodeAllOffline.run(now).changes;

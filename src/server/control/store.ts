@@ -146,6 +146,8 @@ export interface Store {
   setEndpoints(id: number, endpoints: string[]): Promise<NodeRecord | null>;
   setHostinfo(id: number, hostinfo: Record<string, unknown>): Promise<NodeRecord | null>;
   setOnline(id: number, online: boolean, now: number): Promise<NodeRecord | null>;
+  /** A node's map stream opened: online, its endpoints and host info, in one transaction. */
+  markConnected(id: number, now: number, endpoints: string[], hostinfo: Record<string, unknown>): Promise<NodeRecord | null>;
   /** Marks every node offline (a server starting after a crash); returns how many were online. */
   setAllOffline(now: number): Promise<number>;
   renameNode(id: number, name: string): Promise<NodeRecord | Refusal<RenameErrorCode>>;
