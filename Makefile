@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 NODE ?= node
 APT_PACKAGES := gcc g++ make python3 libc6-dev libssl-dev pkg-config iproute2 nftables iptables conntrack \
-	wireguard-go wireguard-tools iperf3 iputils-ping faketime tshark dnsutils procps psmisc
+	wireguard-go wireguard-tools iperf3 iputils-ping faketime tshark dnsutils procps psmisc \
+	coturn stun-client miniupnpd-nftables miniupnpc natpmpc
 NATIVE_LIB := native/build/libwarren_native.so
 # Test files are listed when the recipe runs (after the build), never at parse time.
 UNIT_TESTS = $$(ls dist/test/unit/*.test.js)

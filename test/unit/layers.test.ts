@@ -2,7 +2,7 @@
  * Architecture rules, enforced: lower layers never import higher ones, and
  * every src folder has an entry file that says what it owns.
  *
- *   util < crypto, wire < dataplane < control, localapi, server < cli, daemon < cmd
+ *   util < crypto, wire < dataplane < control, localapi, server, nat < cli, daemon < cmd
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SRC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src');
-const LAYER: Record<string, number> = { util: 0, crypto: 1, wire: 1, dataplane: 2, control: 3, localapi: 3, server: 3, cli: 4, daemon: 4, cmd: 5 };
+const LAYER: Record<string, number> = { util: 0, crypto: 1, wire: 1, dataplane: 2, control: 3, localapi: 3, server: 3, nat: 3, cli: 4, daemon: 4, cmd: 5 };
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {

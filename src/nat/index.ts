@@ -1,0 +1,9 @@
+/**
+ * NAT traversal on the node side: the relay client (packets over HTTPS when
+ * UDP cannot get through), the STUN client (what our data socket looks like
+ * from outside), disco (sealed ping/pong/call-me-maybe between peers' disco
+ * keys), path choice (relay first, then the best direct path, back to the
+ * relay when it goes quiet) and netcheck. Same layer as control: it may use
+ * wire and dataplane, never cli or daemon.
+ */
+export {};
