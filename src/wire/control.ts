@@ -212,6 +212,49 @@ export type RotateResponse = z.infer<typeof RotateResponse>;
 export const ErrorResponse = z.strictObject({ error: z.string().max(1024), code: snakeCode });
 export type ErrorResponse = z.infer<typeof ErrorResponse>;
 
+// ---------------------------------------------------------------- relay map
+
+const REGION_CODE_RE = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+const FINGERPRINT_RE = /^[0-9a-f]{64}$/;
+export const MAX_RELAY_REGIONS = 64;
+
+/** An https URL with a host and no path beyond "/" (where a relay server listens). */
+const relayUrl = z.string().max(256).refine((s) => {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'https:' && u.hostname !== '' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
+  } catch {
+    return false;
+  }
+}, 'not an https://host[:port] URL');
+
+export const RelayNode = z.strictObject({
+  name: hostname,
+  url: relayUrl,
+  /** SHA-256 of the relay's certificate (lowercase hex), or null for a CA-signed certificate. */
+  fingerprint: z.string().regex(FINGERPRINT_RE, 'not a SHA-256 fingerprint (64 lowercase hex digits)').nullable(),
+  /** STUN servers on that host (ip:port); two addresses allow mapping-behaviour tests. */
+  stun: z.array(endpoint).max(4),
+});
+export type RelayNode = z.infer<typeof RelayNode>;
+
+export const RelayRegion = z.strictObject({
+  id: z.int().min(1).max(65535),
+  code: z.string().regex(REGION_CODE_RE, 'not a region code (lowercase letters, digits, inner hyphens, 1..32 chars)'),
+  name: z.string().min(1).max(64),
+  nodes: z.array(RelayNode).min(1).max(16),
+});
+export type RelayRegion = z.infer<typeof RelayRegion>;
+
+export const RelayMap = z.strictObject({ regions: z.array(RelayRegion).max(MAX_RELAY_REGIONS) }).superRefine((m, ctx) => {
+  const ids = new Set<number>();
+  m.regions.forEach((r, i) => {
+    if (ids.has(r.id)) ctx.addIssue({ code: 'custom', path: ['regions', i, 'id'], message: `region id ${r.id} appears twice` });
+    ids.add(r.id);
+  });
+});
+export type RelayMap = z.infer<typeof RelayMap>;
+
 // ---------------------------------------------------------------- netmap
 
 export const NodeView = z.strictObject({
@@ -227,6 +270,8 @@ export const NodeView = z.strictObject({
   keyExpiry: ms.nullable(),
   tags: z.array(tag).max(MAX_TAGS),
   hostinfo: Hostinfo,
+  /** The relay region the node is connected to (its "home"), 0 when none. */
+  homeRegion: z.int().min(0).max(65535),
 });
 export type NodeView = z.infer<typeof NodeView>;
 
@@ -238,6 +283,7 @@ export const Netmap = z.strictObject({
   dns: z.strictObject({ nameservers: z.array(ipAddress).max(16), domains: z.array(dnsName).max(32) }),
   packetFilter: z.array(z.strictObject({ src: filterItems, dst: filterItems })).max(MAX_FILTER_RULES),
   keepaliveMs: z.int().min(1).max(3_600_000),
+  relayMap: RelayMap,
 });
 export type Netmap = z.infer<typeof Netmap>;
 

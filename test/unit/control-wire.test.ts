@@ -88,6 +88,7 @@ const nodeView = {
   endpoints: ['192.0.2.1:41641', '[2001:db8::1]:41641'],
   online: true, lastSeen: 1_700_000_000_000, keyExpiry: null, tags: ['tag:server'],
   hostinfo: { os: 'linux', warren: '0.1.0', net: { v6: true, ifaces: ['eth0', 'wlan0'] } },
+  homeRegion: 1,
 };
 const peer = { ...nodeView, id: 2, name: 'laptop', online: false, lastSeen: null, keyExpiry: 1_800_000_000_000, tags: [], hostinfo: {} };
 const netmap = {
@@ -95,6 +96,7 @@ const netmap = {
   dns: { nameservers: ['100.100.100.100', 'fd7a:115c:a1e0::53'], domains: ['warren.internal'] },
   packetFilter: [{ src: ['*'], dst: ['*'] }],
   keepaliveMs: 30000,
+  relayMap: { regions: [{ id: 1, code: 'home', name: 'Home relay', nodes: [{ name: 'relay1', url: 'https://203.0.113.5:443', fingerprint: 'ab'.repeat(32), stun: ['203.0.113.5:3478'] }] }] },
 };
 const hello = {
   type: 'hello', machine: makeProof('machine:map', nonce, serverPk, machineSk, machinePk), nodeKey: toB64(nodePk),
@@ -239,6 +241,17 @@ describe('schemas reject bad input, naming the field', () => {
     bad(Netmap, withField(netmap, ['packetFilter', 0, 'src', 0], 'a b'), /^packetFilter\[0\]\.src\[0\]: not a filter item$/);
     bad(Netmap, withField(netmap, ['packetFilter', 0, 'proto'], 'tcp'), /^packetFilter\[0\]\.proto: unknown field$/);
     bad(Netmap, { ...netmap, keepaliveMs: 0 }, /^keepaliveMs: must be >= 1$/);
+    const region = netmap.relayMap.regions[0]!;
+    const relayNode = region.nodes[0]!;
+    const withNode = (n: object): unknown => ({ ...netmap, relayMap: { regions: [{ ...region, nodes: [{ ...relayNode, ...n }] }] } });
+    bad(Netmap, withNode({ url: 'http://203.0.113.5' }), /^relayMap\.regions\[0\]\.nodes\[0\]\.url: not an https:\/\/host\[:port\] URL$/);
+    bad(Netmap, withNode({ url: 'https://relay.example/derp' }), /url: not an https/);
+    bad(Netmap, withNode({ fingerprint: 'AB'.repeat(32) }), /fingerprint: not a SHA-256 fingerprint/);
+    bad(Netmap, withNode({ stun: ['nope'] }), /stun\[0\]: not ip:port/);
+    ok(Netmap, withNode({ fingerprint: null, url: 'https://relay.example' }));
+    bad(Netmap, { ...netmap, relayMap: { regions: [region, region] } }, /^relayMap\.regions\[1\]\.id: region id 1 appears twice$/);
+    bad(Netmap, { ...netmap, relayMap: { regions: [{ ...region, code: 'Home' }] } }, /code: not a region code/);
+    bad(NodeView, { ...nodeView, homeRegion: -1 }, /^homeRegion: must be >= 0$/);
     bad(Netmap, { ...netmap, self: undefined }, /^self: missing$/);
   });
 

@@ -21,11 +21,11 @@ const key = (n: number): string => Buffer.alloc(32, n).toString('base64');
 function view(id: number, extra: Partial<NodeView> = {}): NodeView {
   const addresses = [`100.64.0.${id}/32`, `fd00::${id}/128`];
   return { id, name: `n${id}`, nodeKey: key(id), discoKey: key(100 + id), addresses, allowedIps: addresses, endpoints: [`10.0.0.${id}:41641`],
-    online: true, lastSeen: null, keyExpiry: null, tags: [], hostinfo: {}, ...extra };
+    online: true, lastSeen: null, keyExpiry: null, tags: [], hostinfo: {}, homeRegion: 0, ...extra };
 }
 
 function netmap(peers: NodeView[]): Netmap {
-  return { self: view(1), peers, dns: { nameservers: [], domains: [] }, packetFilter: [{ src: ['*'], dst: ['*'] }], keepaliveMs: 30_000 };
+  return { self: view(1), peers, dns: { nameservers: [], domains: [] }, packetFilter: [{ src: ['*'], dst: ['*'] }], keepaliveMs: 30_000, relayMap: { regions: [] } };
 }
 
 test('deviceConfig: one peer per live node, its node key, allowed IPs and an endpoint; expired peers left out', () => {

@@ -9,7 +9,7 @@
 import type { Store, NodeRecord } from './store.js';
 import { buildNetmap, changeFor, isExpired, nodeView, type LoggedChange } from './views.js';
 import type { MapSession } from './map-session.js';
-import type { Change } from '../../wire/control.js';
+import type { Change, RelayMap } from '../../wire/control.js';
 
 export interface HubOptions {
   store: Store;
@@ -18,6 +18,8 @@ export interface HubOptions {
   log: (level: 'info' | 'warn' | 'debug', msg: string) => void;
   /** Change-log entries kept for delta catch-up. */
   keepChanges?: number;
+  /** The relay map every netmap carries (fixed for the server's lifetime). */
+  relayMap?: RelayMap;
 }
 
 export class Hub {
@@ -103,7 +105,7 @@ export class Hub {
     }
     const all = await this.o.store.listNodes(self.tailnet);
     s.version = current;
-    s.send({ type: 'full', version: current, netmap: buildNetmap(self, all, this.o.now(), this.o.keepaliveMs) });
+    s.send({ type: 'full', version: current, netmap: buildNetmap(self, all, this.o.now(), this.o.keepaliveMs, this.o.relayMap) });
   }
 
   /** Close a node's stream with an error frame (deleted, expired...). */

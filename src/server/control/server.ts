@@ -17,6 +17,7 @@ import { MapSession } from './map-session.js';
 import {
   MAX_BODY_BYTES, MAP_UPGRADE_PROTOCOL, RegisterRequest, RotateRequest, parseOr400, verifyProof, fromB64, toB64,
   type HelloFrame, type ProofPurpose,
+  type RelayMap,
 } from '../../wire/control.js';
 import type { Logger } from '../../util/log.js';
 
@@ -28,6 +29,8 @@ export interface ControlServerOptions {
   port: number;
   log: Logger;
   keepaliveMs: number;
+  /** Relay regions handed to every node in its netmap (none by default). */
+  relayMap?: RelayMap;
   ephemeralTimeoutMs: number;
   defaultKeyExpiryMs: number;
   housekeepingMs: number;
@@ -65,7 +68,7 @@ export class ControlServer {
   constructor(private readonly o: ControlServerOptions) {
     this.now = o.now ?? Date.now;
     this.challenges = new Challenges(this.now);
-    this.hub = new Hub({ store: o.store, keepaliveMs: o.keepaliveMs, now: this.now, log: o.log });
+    this.hub = new Hub({ store: o.store, keepaliveMs: o.keepaliveMs, now: this.now, log: o.log, relayMap: o.relayMap });
   }
 
   async start(): Promise<number> {

@@ -6,28 +6,42 @@
  * `self`; changes about other tailnets' nodes are dropped).
  */
 import { DEFAULT_TAILNET, type NodeRecord } from './store.js';
-import type { Change, Netmap, NodeView } from '../../wire/control.js';
+import type { Change, Netmap, NodeView, RelayMap } from '../../wire/control.js';
 
 export function nodeView(n: NodeRecord): NodeView {
   const addresses = [`${n.ipv4}/32`, `${n.ipv6}/128`];
   return {
     id: n.id, name: n.name, nodeKey: n.nodeKey, discoKey: n.discoKey, addresses, allowedIps: addresses.slice(),
     endpoints: n.endpoints.slice(0, 64), online: n.online, lastSeen: n.lastSeen, keyExpiry: n.keyExpiry,
-    tags: n.tags, hostinfo: n.hostinfo as NodeView['hostinfo'],
+    tags: n.tags, hostinfo: n.hostinfo as NodeView['hostinfo'], homeRegion: homeRegionOf(n.hostinfo),
   };
 }
+
+/**
+ * The relay region a node reports as its home, from `hostinfo.netinfo.homeRegion`
+ * (as Tailscale's PreferredDERP travels in its NetInfo); 0 when absent or invalid.
+ */
+export function homeRegionOf(hostinfo: Record<string, unknown>): number {
+  const netinfo = hostinfo['netinfo'];
+  if (typeof netinfo !== 'object' || netinfo === null || Array.isArray(netinfo)) return 0;
+  const r = (netinfo as Record<string, unknown>)['homeRegion'];
+  return typeof r === 'number' && Number.isInteger(r) && r >= 0 && r <= 65535 ? r : 0;
+}
+
+export const EMPTY_RELAY_MAP: RelayMap = { regions: [] };
 
 export function isExpired(n: { keyExpiry: number | null }, now: number): boolean {
   return n.keyExpiry !== null && n.keyExpiry <= now;
 }
 
-export function buildNetmap(self: NodeRecord, all: NodeRecord[], now: number, keepaliveMs: number): Netmap {
+export function buildNetmap(self: NodeRecord, all: NodeRecord[], now: number, keepaliveMs: number, relayMap: RelayMap = EMPTY_RELAY_MAP): Netmap {
   return {
     self: nodeView(self),
     peers: all.filter((n) => n.id !== self.id && n.tailnet === self.tailnet && !isExpired(n, now)).map(nodeView),
     dns: { nameservers: [], domains: [] },
     packetFilter: [{ src: ['*'], dst: ['*'] }],
     keepaliveMs,
+    relayMap,
   };
 }
 
