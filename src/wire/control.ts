@@ -28,7 +28,7 @@ export const HELLO_TIMEOUT_MS = 10_000;
 export const DEFAULT_KEEPALIVE_MS = 30_000;
 export const NONCE_LEN = BOX_NONCE_LEN;
 
-export const PROOF_PURPOSES = ['machine:register', 'node:register', 'machine:map', 'machine:rotate', 'node:rotate'] as const;
+export const PROOF_PURPOSES = ['machine:register', 'node:register', 'machine:map', 'machine:rotate', 'node:rotate', 'node:relay'] as const;
 export type ProofPurpose = (typeof PROOF_PURPOSES)[number];
 
 /** Codes of the stream `error` frame listed in the spec (the schema accepts any snake_case code). */
