@@ -196,9 +196,13 @@ function ipText(bytes: Uint8Array): string {
   return ipaddr.fromByteArray(Array.from(bytes)).toString();
 }
 
-/** An address in its canonical text form (lower case, IPv6 compressed); throws if it is not an address. */
+/**
+ * An address in its canonical text form (IPv6 compressed and lower case,
+ * IPv4-mapped IPv6 as plain IPv4), for comparing addresses; throws if `ip`
+ * is not an address.
+ */
 export function canonicalIp(ip: string): string {
-  return ipaddr.parse(ip).toString();
+  return ipaddr.process(ip).toString();
 }
 
 /** Address attribute value (MAPPED-ADDRESS, RESPONSE-ORIGIN, ...); `xor` = the 16 bytes cookie||txid for XOR-MAPPED-ADDRESS. */
