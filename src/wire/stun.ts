@@ -102,6 +102,11 @@ export function stunMethod(type: number): number {
   return (type & 0x000f) | ((type & 0x00e0) >> 1) | ((type & 0x3e00) >> 2);
 }
 
+/** Message type of a method and a class (the inverse of stunMethod and stunClass). */
+export function stunType(method: number, cls: number): number {
+  return (method & 0x000f) | ((method & 0x0070) << 1) | ((method & 0x0f80) << 2) | (cls & 0x0110);
+}
+
 function u16(b: Uint8Array, o: number): number {
   return (b[o]! << 8) | b[o + 1]!;
 }
@@ -413,14 +418,19 @@ export function encodeBindingSuccess(
   return encodeStun({ type: BINDING_SUCCESS, transactionId, attributes, fingerprint: true });
 }
 
-/** A Binding error response (e.g. 400 Bad Request, 420 Unknown Attribute with the attributes it did not understand). */
+/**
+ * An error response (e.g. 400 Bad Request, 420 Unknown Attribute with the
+ * attributes that were not understood) to a Binding request, or to a
+ * request of another `method`.
+ */
 export function encodeBindingError(
   transactionId: Uint8Array,
-  e: { code: number; reason: string; unknown?: number[]; software?: string },
+  e: { code: number; reason: string; unknown?: number[]; software?: string; method?: number },
 ): Uint8Array {
   const classic = transactionId.length === STUN_CLASSIC_TRANSACTION_ID_SIZE;
   const attributes: StunAttribute[] = [errorCodeAttr(e.code, e.reason, classic)];
   if (e.unknown && e.unknown.length > 0) attributes.push(unknownAttributesAttr(e.unknown, classic));
   if (e.software && !classic) attributes.push(softwareAttr(e.software));
-  return encodeStun({ type: BINDING_ERROR, transactionId, attributes, fingerprint: true });
+  const type = e.method === undefined ? BINDING_ERROR : stunType(e.method, StunClass.Error);
+  return encodeStun({ type, transactionId, attributes, fingerprint: true });
 }

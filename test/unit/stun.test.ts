@@ -11,7 +11,7 @@ import { createHmac } from 'node:crypto';
 import {
   BINDING_ERROR, BINDING_REQUEST, BINDING_SUCCESS, CHANGE_IP, CHANGE_PORT, MAX_ATTRIBUTES, StunAttr, StunClass,
   decodeStun, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, encodeStun, getAttr, isStun,
-  readFields, stunClass, stunMethod, unknownRequired, xorMappedAttr, changeRequestAttr, addressAttr, errorCodeAttr,
+  readFields, stunClass, stunMethod, stunType, unknownRequired, xorMappedAttr, changeRequestAttr, addressAttr, errorCodeAttr,
   unknownAttributesAttr, softwareAttr,
 } from '../../src/wire/stun.js';
 import { encodeCookieReply, encodeInitiation, encodeResponse } from '../../src/wire/wireguard.js';
@@ -73,6 +73,10 @@ test('RFC 5769 sample request: decodes, FINGERPRINT verified, MESSAGE-INTEGRITY 
   assert.equal(m.type, BINDING_REQUEST);
   assert.equal(stunClass(m.type), StunClass.Request);
   assert.equal(stunMethod(m.type), 1);
+  for (const [method, cls, type] of [[1, StunClass.Error, 0x0111], [3, StunClass.Error, 0x0113], [0xfff, StunClass.Success, 0x3fef]]) {
+    assert.equal(stunType(method!, cls!), type);
+    assert.deepEqual([stunMethod(type!), stunClass(type!)], [method, cls]);
+  }
   assert.equal(m.classic, false);
   assert.equal(hex(m.transactionId), hex(TXID));
   assert.equal(m.hasIntegrity, true);
