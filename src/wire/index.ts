@@ -3,7 +3,7 @@
  * (beyond the map-stream frame reassembler's buffer).
  * Decoders return null on anything malformed and never throw on garbage.
  * Today: WireGuard messages, STUN (stun.ts) and control-protocol messages (zod schemas, the
- * map-stream framing, possession proofs). Later: disco, STUN, relay frames,
+ * map-stream framing, possession proofs). Later: disco, relay frames,
  * NAT-PMP, PCP. Depends only on src/crypto (the proofs' NaCl box).
  */
 export * from './wireguard.js';
