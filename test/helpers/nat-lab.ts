@@ -31,7 +31,7 @@
  * Each router (home and carrier) has ip_forward=1 and one nft table of its
  * own, `inet warren` (NFT_TABLE), in a fresh namespace, so the machine's
  * firewall is never touched:
- *   - `input`: on `wan0` accept established/related, drop the rest. Real
+ *   - `input`: on `wan0` accept established/related, drop (and count) the rest. Real
  *     routers drop unsolicited input, and the lab must too: otherwise a
  *     peer's early punch creates a conntrack entry on the router itself, the
  *     host's own packet then clashes with it, masquerade picks another port
@@ -148,7 +148,7 @@ export function routerRuleset(r: RouterSpec): string {
   chain input {
     type filter hook input priority filter; policy accept;
     iifname "${wan}" ct state established,related accept
-    iifname "${wan}" drop
+    iifname "${wan}" counter drop
   }
   chain forward {
     type filter hook forward priority filter; policy drop;

@@ -5,7 +5,9 @@
  * saw, on two server IPs × ports 3478/3479, and over TCP on 443):
  *
  * - easy ↔ easy: simultaneous open works, each side hears the other from the
- *   public ip:port the reflector reported for it;
+ *   public ip:port the reflector reported for it; and it still works when one
+ *   side's first punches reach the other router before that side sends (they
+ *   are dropped there: the routers' input rule of shared/LAB.md);
  * - hard ↔ hard: nothing gets through in 2 s of punching;
  * - mapping: an easy site keeps one port (its own) for every destination, a
  *   hard site's port varies by destination; hardPorts keeps them in range;
@@ -30,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../helpers/lab.js';
 import type { LabProc } from '../helpers/lab.js';
-import { createNatLab } from '../helpers/nat-lab.js';
+import { createNatLab, NFT_TABLE } from '../helpers/nat-lab.js';
 import type { NatLab, Site, SiteOptions } from '../helpers/nat-lab.js';
 
 const PEER = fileURLToPath(new URL('./fixtures/udp-peer.js', import.meta.url));
@@ -109,7 +111,12 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
    * Both sides ask the reflector for their mapping, learn the other's, then
    * send to each other until both have heard each other or `punchMs` pass.
    */
-  async function punch(a: Site, b: Site, punchMs: number): Promise<{ ms: number; a: Event; b: Event; aMapped: string; bMapped: string }> {
+  async function punch(
+    a: Site,
+    b: Site,
+    punchMs: number,
+    opts: { aFirst?: boolean } = {},
+  ): Promise<{ ms: number; a: Event; b: Event; aMapped: string; bMapped: string }> {
     const started = Date.now();
     const file = (x: Site): string => join(dir, `${x.name}-${started}.peer`);
     const spawn = (x: Site): LabProc =>
@@ -121,9 +128,20 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
     };
     const [aMapped, bMapped] = await Promise.all([mappedOf(pa), mappedOf(pb)]);
     writeFileSync(file(a), bMapped);
+    if (opts.aFirst) {
+      // b learns a's endpoint only once b's router has dropped a's early punches.
+      const dropsBefore = await inputDrops(b);
+      await waitFor(`${b.name}'s router to drop ${a.name}'s early punches`, async () => (await inputDrops(b)) >= dropsBefore + 3, { timeoutMs: 5000 });
+    }
     writeFileSync(file(b), aMapped);
     await Promise.all([pa, pb].map((p) => p.waitForOutput(/"event":"done"/, punchMs + 10_000)));
     return { ms: Date.now() - started, a: one(pa, 'done'), b: one(pb, 'done'), aMapped, bMapped };
+  }
+
+  /** Packets the router (the carrier, when cgnat) dropped as unsolicited input on its WAN. */
+  async function inputDrops(site: Site): Promise<number> {
+    const r = await net.lab.sh(site.carrier ?? site.router, ['nft', 'list', 'chain', 'inet', NFT_TABLE, 'input']);
+    return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? NaN);
   }
 
   before(async () => {
@@ -153,6 +171,14 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
     assert.deepEqual(r.a.from, [r.bMapped]);
     assert.deepEqual(r.b.from, [r.aMapped]);
     t.diagnostic(`easy↔easy punched in ${r.ms} ms (both asks + punch)`);
+  });
+
+  test("easy ↔ easy: one side's early punches are dropped at the other's router, and punching still works", async () => {
+    const { ea, eb } = s as { ea: Site; eb: Site };
+    const r = await punch(ea, eb, 5000, { aFirst: true });
+    assert.ok((r.a.got as number) > 0 && (r.b.got as number) > 0, `both receive: ${JSON.stringify(r)}`);
+    assert.deepEqual(r.a.from, [r.bMapped]);
+    assert.deepEqual(r.b.from, [r.aMapped]);
   });
 
   test('hard ↔ hard: nothing gets through', async () => {
