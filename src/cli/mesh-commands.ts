@@ -7,6 +7,7 @@ import { hostname as osHostname } from 'node:os';
 import { UsageError, type Command } from './command.js';
 import type { MeshStatus } from '../control/mesh-status.js';
 import { isMeshStatus } from './mesh-status-format.js';
+import { parseEndpoint } from '../wire/control.js';
 
 function list(v: unknown): string[] {
   if (v === undefined) return [];
@@ -23,7 +24,7 @@ export const upCommand: Command = {
   name: 'up',
   summary: 'connect this node to the tailnet (register with an auth key the first time)',
   usage: [
-    'Usage: warren up [--login-server URL]... [--auth-key KEY] [--hostname NAME] [--login-server-fingerprint SHA256]',
+    'Usage: warren up [--login-server URL]... [--auth-key KEY] [--hostname NAME] [--login-server-fingerprint SHA256]\n                 [--static-endpoint IP:PORT]...',
     '',
     'Registers this node with the control server (first time, or after logout) and',
     'brings the tunnel up. Without flags, reconnects with the saved settings.',
@@ -34,12 +35,15 @@ export const upCommand: Command = {
     '  --hostname NAME                    name for this node (default: the machine\'s hostname)',
     '  --login-server-fingerprint SHA256  pin the control server\'s self-signed certificate',
     '                                     ("warren-control fingerprint" prints it)',
+    '  --static-endpoint IP:PORT          also advertise this endpoint (a port forward or load balancer);',
+    '                                     repeat or comma-separate for several',
   ].join('\n'),
   options: {
     'login-server': { type: 'string', multiple: true },
     'auth-key': { type: 'string' },
     hostname: { type: 'string' },
     'login-server-fingerprint': { type: 'string' },
+    'static-endpoint': { type: 'string', multiple: true },
   },
   async run({ values }, ctx) {
     const servers = list(values['login-server']);
@@ -57,6 +61,10 @@ export const upCommand: Command = {
       authKey: values['auth-key'] as string | undefined,
       hostname: (values['hostname'] as string | undefined) ?? (servers.length ? defaultHostname() : undefined),
       fingerprint: values['login-server-fingerprint'] as string | undefined,
+      staticEndpoints: values['static-endpoint'] === undefined ? undefined : list(values['static-endpoint']).map((e) => {
+        if (!parseEndpoint(e)) throw new UsageError(`--static-endpoint "${e}" is not IP:PORT`, 'Example: --static-endpoint 198.51.100.7:41641 (IPv6: [2001:db8::7]:41641)');
+        return e;
+      }),
     };
     const r = (await ctx.client().call('POST', '/v0/up', body, {})) as { backendState: string; self: MeshStatus['self'] };
     const addrs = r.self ? r.self.addresses.map((a) => a.replace(/\/\d+$/, '')).join(', ') : '';

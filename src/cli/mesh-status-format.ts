@@ -10,6 +10,13 @@ function v4(addrs: string[]): string {
   return (addrs.find((a) => !a.includes(':')) ?? addrs[0] ?? '-').replace(/\/\d+$/, '');
 }
 
+function pathText(p: MeshStatus['peers'][number]): string {
+  const path = p.path ?? p.endpoint;
+  if (!path) return 'no path yet';
+  const ms = p.pathLatencyMs !== null && p.pathLatencyMs !== undefined ? ` ${p.pathLatencyMs.toFixed(1)} ms` : '';
+  return path.startsWith('relay(') ? `${path}${ms}` : `direct ${path}${ms}`;
+}
+
 export function formatMeshStatus(s: MeshStatus, now: number): string {
   const lines: string[] = [];
   if (s.backendState !== 'Running' || !s.self) {
@@ -19,7 +26,7 @@ export function formatMeshStatus(s: MeshStatus, now: number): string {
   for (const p of s.peers) {
     const state = [
       p.online ? 'online' : p.lastSeen ? `offline, last seen ${ago(Math.floor(p.lastSeen / 1000), Math.floor(now / 1000))}` : 'offline',
-      p.endpoint ? `direct ${p.endpoint}` : 'no endpoint',
+      pathText(p),
       p.latestHandshake ? `handshake ${ago(p.latestHandshake, Math.floor(now / 1000))}` : 'no handshake',
       p.rxBytes || p.txBytes ? `rx ${formatBytes(p.rxBytes)} tx ${formatBytes(p.txBytes)}` : '',
     ].filter(Boolean).join('; ');

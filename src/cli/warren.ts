@@ -21,6 +21,7 @@ import { formatStatus, formatStatusJson } from './status-format.js';
 import { UsageError, HELP_OPTION, type CliIo, type Command, type CommandContext, type ParsedArgs } from './command.js';
 import { upCommand, downCommand, logoutCommand, ipCommand, debugCommand } from './mesh-commands.js';
 import { formatMeshStatus, isMeshStatus } from './mesh-status-format.js';
+import { pingCommand, netcheckCommand } from './nat-commands.js';
 
 export type { CliIo, Writer } from './command.js';
 
@@ -75,7 +76,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [upCommand, downCommand, logoutCommand, statusCommand, ipCommand, debugCommand, versionCommand, helpCommand];
+const COMMANDS: readonly Command[] = [upCommand, downCommand, logoutCommand, statusCommand, ipCommand, pingCommand, netcheckCommand, debugCommand, versionCommand, helpCommand];
 
 const GLOBAL_OPTIONS = {
   socket: { type: 'string' },

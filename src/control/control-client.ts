@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import {
   makeProof, ChallengeResponse, RegisterResponse, RotateResponse, ServerFrame, parseOr400,
-  type Netmap, type Change,
+  type Netmap, type Change, type JsonValue,
 } from '../wire/control.js';
 import { encodeFrame, FrameDecoder } from '../wire/control-frames.js';
 import { PinnedTls, isPinFailure } from './pinned-tls.js';
@@ -33,6 +33,8 @@ export interface ControlClientOptions {
   state: NodeState;
   hostname: string;
   endpoints: () => string[];
+  /** What NAT traversal knows (home relay region, …): sent inside hostinfo as `netinfo`. */
+  netinfo?: () => { [key: string]: JsonValue };
   log: Logger;
   onNetmap: (netmap: Netmap, version: number) => void;
   /** The server ended this node (deleted, key expired): stop using the netmap. */
@@ -214,6 +216,17 @@ export class ControlClient {
     this.send({ type: 'endpoints', endpoints: this.opts.endpoints() });
   }
 
+  /** Our host info (netinfo: home relay region) changed: tell the server now. */
+  sendHostinfo(): void {
+    this.send({ type: 'hostinfo', hostinfo: this.hostinfo() });
+  }
+
+  private hostinfo(): { [key: string]: JsonValue } {
+    const hi: { [key: string]: JsonValue } = { hostname: this.opts.hostname, os: process.platform, warren: '0.1.0' };
+    if (this.opts.netinfo) hi['netinfo'] = this.opts.netinfo();
+    return hi;
+  }
+
   private send(frame: unknown): void {
     if (this.socket && this.connected) this.socket.write(encodeFrame(frame));
   }
@@ -333,7 +346,7 @@ export class ControlClient {
           nodeKey: b64(node.publicKey),
           version: this.version,
           endpoints: this.opts.endpoints(),
-          hostinfo: { hostname: this.opts.hostname, os: process.platform, warren: '0.1.0' },
+          hostinfo: this.hostinfo(),
         }));
         this.armDeadline();
         this.keepaliveTimer = setInterval(() => this.send({ type: 'keepalive' }), this.keepaliveMs);

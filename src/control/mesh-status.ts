@@ -22,7 +22,14 @@ export interface MeshPeerStatus {
   online: boolean;
   lastSeen: number | null;
   nodeKey: string;
+  /** Where WireGuard sends this peer's packets ("ip:port", or "relay(CODE)"). */
   endpoint: string | null;
+  /** Path choice's view: "ip:port" (direct) or "relay(CODE)"; null = no path yet. */
+  path: string | null;
+  /** Round trip of the last disco pong on that path (ms). */
+  pathLatencyMs: number | null;
+  /** The relay region the peer calls home (0 = none). */
+  homeRegion: number;
   /** Unix seconds; 0 = never. */
   latestHandshake: number;
   rxBytes: number;
@@ -39,5 +46,9 @@ export interface MeshStatus {
   peers: MeshPeerStatus[];
   health: HealthWarning[];
   netmapVersion: number | null;
+  /** Our endpoints as advertised to control and peers. */
+  endpoints: string[];
+  /** Relay connections: region, whether connected, whether it is home. */
+  relays: Array<{ region: number; code: string; connected: boolean; home: boolean }>;
   device: DeviceStatus;
 }

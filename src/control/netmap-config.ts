@@ -11,7 +11,7 @@ import type { RouterConfig } from './router.js';
 
 export const MESH_MTU = 1280;
 
-/** Flat network for now (NAT traversal comes later): the first reported IPv4 endpoint, else the first. */
+/** The first reported IPv4 endpoint, else the first (a first guess when nothing else is known). */
 export function pickEndpoint(endpoints: string[]): { ip: string; port: number } | null {
   const parsed = endpoints.map(parseEndpoint).filter((e): e is { ip: string; port: number } => e !== null);
   return parsed.find((e) => !e.ip.includes(':')) ?? parsed[0] ?? null;
@@ -21,12 +21,18 @@ export function isUsablePeer(p: NodeView, now: number): boolean {
   return p.keyExpiry === null || p.keyExpiry > now;
 }
 
-export function deviceConfig(netmap: Netmap, opts: { privateKey: Uint8Array; listenPort: number; tun: string; now: number; forceUnderLoad?: boolean }): DeviceConfig {
+/**
+ * The engine snapshot for a netmap. With `pathChoice` (mesh mode with NAT
+ * traversal) peers get no endpoint and no roaming: path choice sets where each
+ * peer's packets go; without it, the first reported endpoint (flat networks).
+ */
+export function deviceConfig(netmap: Netmap, opts: { privateKey: Uint8Array; listenPort: number; tun: string; now: number; forceUnderLoad?: boolean; pathChoice?: boolean }): DeviceConfig {
   const peers: PeerConfig[] = netmap.peers.filter((p) => isUsablePeer(p, opts.now)).map((p) => ({
     publicKey: new Uint8Array(Buffer.from(p.nodeKey, 'base64')),
     allowedIps: p.allowedIps,
-    endpoint: pickEndpoint(p.endpoints),
+    endpoint: opts.pathChoice ? null : pickEndpoint(p.endpoints),
     persistentKeepalive: 0,
+    roaming: !opts.pathChoice,
   }));
   return { privateKey: opts.privateKey, listenPort: opts.listenPort, fwMark: 0, tun: opts.tun, peers, forceUnderLoad: opts.forceUnderLoad };
 }

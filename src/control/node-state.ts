@@ -23,6 +23,8 @@ export interface Prefs {
   hostname: string;
   /** `warren up` sets true, `warren down` false. */
   wantRunning: boolean;
+  /** Operator-set endpoints to advertise (`--static-endpoint`); absent in older prefs files. */
+  staticEndpoints?: string[];
 }
 
 export interface Registration {

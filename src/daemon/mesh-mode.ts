@@ -12,11 +12,11 @@ import { NodeState, type Prefs } from '../control/node-state.js';
 import type { ControlError } from '../control/control-client.js';
 import { ControlClient } from '../control/control-client.js';
 import { deviceConfig, routerConfig, MESH_MTU } from '../control/netmap-config.js';
-import { localEndpoints } from '../control/endpoints.js';
+import { Traversal } from '../nat/traversal.js';
 import { normalizeFingerprint } from '../control/pinned-tls.js';
 import type { BackendState, HealthWarning, MeshStatus } from '../control/mesh-status.js';
 import { LocalApiServer, LocalApiError, jsonObjectBody, type LocalApiRoute } from '../localapi/server.js';
-import type { Netmap } from '../wire/control.js';
+import { parseEndpoint, type Netmap } from '../wire/control.js';
 import type { Logger } from '../util/log.js';
 import { untilStopped } from '../util/signals.js';
 import type { TestKnobs } from './test-mode.js';
@@ -42,9 +42,8 @@ export class MeshNode {
   /** Why the control server ended this node (deleted, key expired), until the next netmap or up. */
   private fatal: { code: string; text: string } | null = null;
   private applying: Promise<void> = Promise.resolve();
-  private endpointTimer: NodeJS.Timeout | null = null;
-  private lastEndpoints = '';
   private waiters: Array<() => void> = [];
+  readonly traversal: Traversal;
 
   constructor(
     private readonly o: MeshModeOptions,
@@ -52,6 +51,18 @@ export class MeshNode {
     private readonly engine: Engine,
     private readonly router: Router,
   ) {
+    this.traversal = new Traversal({
+      engine,
+      nodeKey: state.nodeKey(),
+      discoKey: state.discoKey(),
+      timers: o.knobs.pathTimers,
+      staticEndpoints: state.prefs()?.staticEndpoints ?? [],
+      relayKeepaliveMs: o.knobs.relayKeepaliveMs,
+      relayBackoff: { minMs: o.backoffMinMs, maxMs: o.backoffMaxMs },
+      log: o.log,
+      onEndpointsChanged: () => this.client?.sendEndpoints(),
+      onNetinfoChanged: () => this.client?.sendHostinfo(),
+    });
     const cached = state.netmap();
     if (cached && state.registration()) {
       this.netmap = cached.netmap as Netmap;
@@ -81,7 +92,7 @@ export class MeshNode {
   private startClient(prefs: Prefs): void {
     this.client = new ControlClient({
       servers: prefs.loginServers, fingerprint: prefs.fingerprint, state: this.state, hostname: prefs.hostname,
-      endpoints: () => localEndpoints(this.engine.listenPort, this.engine.tun), log: this.o.log,
+      endpoints: () => this.traversal.endpoints(), netinfo: () => this.traversal.netinfo(), log: this.o.log,
       onNetmap: (nm, v) => {
         this.netmap = nm;
         this.version = v;
@@ -100,19 +111,9 @@ export class MeshNode {
       backoffMinMs: this.o.backoffMinMs, backoffMaxMs: this.o.backoffMaxMs,
     });
     this.client.start();
-    this.lastEndpoints = localEndpoints(this.engine.listenPort, this.engine.tun).join(',');
-    this.endpointTimer = setInterval(() => {
-      const now = localEndpoints(this.engine.listenPort, this.engine.tun).join(',');
-      if (now !== this.lastEndpoints) {
-        this.lastEndpoints = now;
-        this.client?.sendEndpoints();
-      }
-    }, 5_000);
   }
 
   private stopClient(): void {
-    if (this.endpointTimer) clearInterval(this.endpointTimer);
-    this.endpointTimer = null;
     this.client?.stop();
     this.client = null;
   }
@@ -123,8 +124,10 @@ export class MeshNode {
       const now = Date.now();
       const node = this.state.nodeKey();
       this.engine.reconfig(nm
-        ? deviceConfig(nm, { privateKey: node.privateKey, listenPort: this.engine.listenPort, tun: this.engine.tun, now, forceUnderLoad: this.o.knobs.forceUnderLoad })
+        ? deviceConfig(nm, { privateKey: node.privateKey, listenPort: this.engine.listenPort, tun: this.engine.tun, now, forceUnderLoad: this.o.knobs.forceUnderLoad, pathChoice: true })
         : { privateKey: node.privateKey, listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [] });
+      // After the snapshot (same message queue): the engine knows the peers before their paths.
+      this.traversal.setNetmap(nm);
       await this.router.apply(routerConfig(nm, this.engine.tun, now));
     }).catch((err: Error) => this.o.log('error', `applying the netmap: ${err.message}`));
     return this.applying;
@@ -140,7 +143,7 @@ export class MeshNode {
     });
   }
 
-  async up(req: { loginServers?: string[]; authKey?: string; hostname?: string; fingerprint?: string }): Promise<unknown> {
+  async up(req: { loginServers?: string[]; authKey?: string; hostname?: string; fingerprint?: string; staticEndpoints?: string[] }): Promise<unknown> {
     const old = this.state.prefs();
     const servers = req.loginServers?.length ? req.loginServers : old?.loginServers ?? [];
     if (!servers.length) throw new LocalApiError(400, 'no control server: give --login-server URL');
@@ -152,7 +155,9 @@ export class MeshNode {
         throw new LocalApiError(400, (e as Error).message);
       }
     }
-    const prefs: Prefs = { loginServers: servers, fingerprint, hostname: req.hostname ?? old?.hostname ?? 'warren-node', wantRunning: true };
+    const staticEndpoints = req.staticEndpoints ?? old?.staticEndpoints ?? [];
+    const prefs: Prefs = { loginServers: servers, fingerprint, hostname: req.hostname ?? old?.hostname ?? 'warren-node', wantRunning: true, staticEndpoints };
+    this.traversal.setStaticEndpoints(staticEndpoints);
     const reg = this.state.registration();
     const sameServer = reg && servers.includes(reg.server);
     if (!req.authKey && !sameServer) throw new LocalApiError(400, 'this node is not registered with that control server yet: give --auth-key');
@@ -202,6 +207,7 @@ export class MeshNode {
     } catch (e) {
       throw new LocalApiError(502, `rotation failed: ${(e as Error).message}`);
     }
+    this.traversal.setNodeKey(this.state.nodeKey());
     if (this.netmap) await this.apply(this.netmap);
     return { nodeKey: Buffer.from(this.state.nodeKey().publicKey).toString('base64') };
   }
@@ -237,20 +243,43 @@ export class MeshNode {
         : reg ? { id: reg.nodeId, name: reg.name, addresses: reg.addresses, nodeKey: Buffer.from(this.state.nodeKey().publicKey).toString('base64'), keyExpiry: reg.keyExpiry, tags: reg.tags } : null,
       peers: (nm?.peers ?? []).map((p) => {
         const d = byKey.get(p.nodeKey);
+        const path = this.traversal.peerStatus(p.nodeKey);
         return {
           id: p.id, name: p.name, addresses: p.addresses, online: p.online, lastSeen: p.lastSeen, nodeKey: p.nodeKey,
-          endpoint: d?.endpoint ?? null, latestHandshake: d?.latestHandshake ?? 0, rxBytes: d?.rxBytes ?? 0, txBytes: d?.txBytes ?? 0,
+          endpoint: d?.endpoint ?? null, path: path.path, pathLatencyMs: path.latencyMs, homeRegion: p.homeRegion,
+          latestHandshake: d?.latestHandshake ?? 0, rxBytes: d?.rxBytes ?? 0, txBytes: d?.txBytes ?? 0,
           keyExpiry: p.keyExpiry,
         };
       }),
       health,
       netmapVersion: this.version,
+      endpoints: this.traversal.endpoints(),
+      relays: this.traversal.relayStatus(),
       device: device ?? { publicKey: '', listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [], drops: {}, counters: {} },
     };
   }
 
-  shutdown(): void {
+  /** `warren ping`: one disco ping to a peer named by name, tailnet address or node key. */
+  async ping(peer: string, timeoutMs: number): Promise<unknown> {
+    const nm = this.netmap;
+    if (!nm) throw new LocalApiError(409, 'not connected: run "warren up" first');
+    const p = nm.peers.find((x) => x.name === peer || x.nodeKey === peer || x.addresses.some((a) => a.replace(/\/\d+$/, '') === peer));
+    if (!p) throw new LocalApiError(404, `no such peer "${peer}" in the netmap`);
+    try {
+      return await this.traversal.ping(p.nodeKey, timeoutMs);
+    } catch (e) {
+      throw new LocalApiError(504, (e as Error).message);
+    }
+  }
+
+  async netcheck(): Promise<unknown> {
+    if (!this.netmap) throw new LocalApiError(409, 'not connected: run "warren up" first (netcheck uses the relay map from the control server)');
+    return this.traversal.netcheck();
+  }
+
+  async shutdown(): Promise<void> {
     this.stopClient();
+    await this.traversal.stop();
   }
 }
 
@@ -275,9 +304,22 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
         const b = jsonObjectBody(r.body);
         const servers = b['loginServers'];
         if (servers !== undefined && (!Array.isArray(servers) || servers.some((s) => typeof s !== 'string'))) throw new LocalApiError(400, 'loginServers must be a list of URLs');
-        return node.up({ loginServers: servers as string[] | undefined, authKey: optString(b['authKey'], 'authKey'), hostname: optString(b['hostname'], 'hostname'), fingerprint: optString(b['fingerprint'], 'fingerprint') });
+        const stat = b['staticEndpoints'];
+        if (stat !== undefined && (!Array.isArray(stat) || stat.some((s) => typeof s !== 'string' || !parseEndpoint(s)))) throw new LocalApiError(400, 'staticEndpoints must be a list of IP:PORT');
+        return node.up({ loginServers: servers as string[] | undefined, authKey: optString(b['authKey'], 'authKey'), hostname: optString(b['hostname'], 'hostname'), fingerprint: optString(b['fingerprint'], 'fingerprint'), staticEndpoints: stat as string[] | undefined });
       },
     },
+    {
+      method: 'POST', path: '/v0/ping', handle: (r) => {
+        const b = jsonObjectBody(r.body);
+        const peer = b['peer'];
+        const t = b['timeoutMs'] ?? 2000;
+        if (typeof peer !== 'string' || !peer) throw new LocalApiError(400, 'peer must be a name, address or node key');
+        if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > 60_000) throw new LocalApiError(400, 'timeoutMs must be an integer from 1 to 60000');
+        return node.ping(peer, t);
+      },
+    },
+    { method: 'POST', path: '/v0/netcheck', handle: () => node.netcheck() },
     { method: 'POST', path: '/v0/down', handle: () => node.down() },
     { method: 'POST', path: '/v0/logout', handle: () => node.logout() },
     { method: 'POST', path: '/v0/rotate-node-key', handle: () => node.rotateNodeKey() },
@@ -287,7 +329,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
     await node.resume();
     await api.start();
   } catch (err) {
-    node.shutdown();
+    await node.shutdown();
     await router.teardown().catch(() => undefined);
     await engine.stop();
     throw err;
@@ -295,7 +337,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
   log('info', `ready: ${node.backendState}; LocalAPI at ${o.socketPath}`);
   return untilStopped(log, async () => {
     await api.stop().catch(() => undefined);
-    node.shutdown();
+    await node.shutdown();
     await router.teardown().catch((e: Error) => log('warn', `removing routes: ${e.message}`));
     await engine.stop();
   });

@@ -6,11 +6,18 @@
  *   WARREN_TIMERS=test            the TEST_TIMERS profile (≈10× shorter)
  *   WARREN_TEST_FORCE_UNDER_LOAD=1 answer every initiation lacking MAC2 with a cookie
  *   WARREN_CRYPTO=node            transport crypto with node:crypto instead of the native helper
+ *
+ * WARREN_TIMERS=test also selects the test path-choice timers (src/nat/path-timers.ts)
+ * and a 2 s relay keepalive (read deadline 4 s) instead of 30 s.
  */
 import { PRODUCTION_TIMERS, TEST_TIMERS, type TimerProfile } from '../dataplane/constants.js';
+import { PRODUCTION_PATH_TIMERS, TEST_PATH_TIMERS, type PathTimers } from '../nat/path-timers.js';
 
 export interface TestKnobs {
   timers: TimerProfile;
+  pathTimers: PathTimers;
+  /** Relay keepalive (undefined = the relay client's default, 30 s). */
+  relayKeepaliveMs: number | undefined;
   forceUnderLoad: boolean;
   crypto: 'native' | 'node';
 }
@@ -26,5 +33,12 @@ export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
     throw new Error(`WARREN_TIMERS must be "test" or "production", not "${wantTimers}"`);
   }
   const crypto = env['WARREN_CRYPTO'] === 'node' ? 'node' : 'native';
-  return { timers: wantTimers === 'test' ? TEST_TIMERS : PRODUCTION_TIMERS, forceUnderLoad: forceLoad, crypto };
+  const test = wantTimers === 'test';
+  return {
+    timers: test ? TEST_TIMERS : PRODUCTION_TIMERS,
+    pathTimers: test ? TEST_PATH_TIMERS : PRODUCTION_PATH_TIMERS,
+    relayKeepaliveMs: test ? 2000 : undefined,
+    forceUnderLoad: forceLoad,
+    crypto,
+  };
 }

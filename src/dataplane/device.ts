@@ -29,6 +29,8 @@ export interface PeerConfig {
   allowedIps: string[];
   endpoint?: { ip: string; port: number } | null;
   persistentKeepalive?: number;
+  /** false: authenticated packets never move the endpoint; only setEndpoint() does (mesh path choice). Default true. */
+  roaming?: boolean;
 }
 
 /** A complete, immutable description of what the device should be. */
@@ -48,6 +50,9 @@ export interface DeviceIO {
   /** Deliver a decrypted IP packet to the TUN. Same ownership rule. */
   writeTun(buf: Uint8Array, off: number, len: number): void;
 }
+
+/** How often, at most, the device reports a peer's traffic to path choice. */
+export const ACTIVITY_REPORT_MS = 1000;
 
 export type Logger = (level: 'info' | 'warn' | 'debug', msg: string) => void;
 
@@ -79,6 +84,8 @@ export class Device {
   /** Earliest pending timer deadline (ms, monotonic); Infinity when none. */
   nextDeadline = Infinity;
   private scratch = new Uint8Array(65536 + 64);
+  /** Told (at most once per ACTIVITY_REPORT_MS per peer) that data flows to or from a peer. */
+  onActivity: ((keyB64: string) => void) | null = null;
   private readonly noteDeadline = (t: number): void => {
     if (t < this.nextDeadline) this.nextDeadline = t;
   };
@@ -134,6 +141,7 @@ export class Device {
         peer.configuredEndpoint = ep;
         if (pc.endpoint) peer.endpoint = encodeEndpoint(pc.endpoint.ip, pc.endpoint.port);
       }
+      peer.roaming = pc.roaming ?? true;
       peer.persistentKeepalive = pc.persistentKeepalive ?? 0;
       if (peer.persistentKeepalive === 0) peer.tPersistentKeepalive = 0;
       peer.allowedIps = pc.allowedIps.slice();
@@ -143,6 +151,24 @@ export class Device {
     this.config = cfg;
     // Like wireguard-go: a peer with persistent keepalive says hello at once.
     for (const peer of fresh) if (peer.persistentKeepalive > 0 && peer.endpoint) this.sendKeepalive(peer);
+  }
+
+  /**
+   * Path choice sets where a peer's packets go (a direct address or a relay
+   * endpoint); null = nowhere yet. Packets that waited for a path go now.
+   */
+  setEndpoint(keyB64: string, ep: Uint8Array | null): void {
+    const peer = this.peers.get(keyB64);
+    if (!peer) return;
+    const had = peer.endpoint;
+    peer.endpoint = ep ? ep.slice(0, ENDPOINT_LEN) : null;
+    if (ep && (!had || !endpointEquals(had, 0, ep, 0))) this.counters.endpoint_changes++;
+    if (ep && !had && peer.staged.length) this.sendStaged(peer, false);
+  }
+
+  private reportActivity(peer: Peer, now: number): void {
+    peer.lastActivityReport = now;
+    this.onActivity?.(peer.keyB64);
   }
 
   get underLoadForced(): boolean {
@@ -224,8 +250,8 @@ export class Device {
     }
     const peer = kp.peer;
     if (kp === peer.next) this.confirmNext(peer);
-    // Endpoint roaming: any authenticated packet moves the endpoint.
-    if (!peer.endpoint || !endpointEquals(peer.endpoint, 0, src, srcOff)) {
+    // Endpoint roaming: any authenticated packet moves the endpoint (unless path choice owns it).
+    if (!peer.endpoint || (peer.roaming && !endpointEquals(peer.endpoint, 0, src, srcOff))) {
       peer.endpoint = src.slice(srcOff, srcOff + ENDPOINT_LEN);
       this.counters.endpoint_changes++;
     }
@@ -238,6 +264,7 @@ export class Device {
       return;
     }
     peer.timersDataReceived();
+    if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
     const p = off + TRANSPORT_HEADER_SIZE;
     const version = buf[p]! >> 4;
     let ipLen: number;
@@ -301,12 +328,18 @@ export class Device {
       this.drops.no_route++;
       return;
     }
+    const now = this.clock.now();
     if (!peer.endpoint) {
-      this.drops.no_endpoint++;
+      if (peer.roaming) {
+        this.drops.no_endpoint++;
+        return;
+      }
+      // Path choice owns this peer and has no path yet: keep the packet for when it does.
+      this.stage(peer, buf.slice(off, off + len));
+      if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
       return;
     }
     const kp = peer.current;
-    const now = this.clock.now();
     if (!kp || kp.sendCounter >= REJECT_AFTER_MESSAGES || now - kp.created >= this.timers.rejectAfterTime) {
       this.stage(peer, buf.slice(off, off + len));
       this.hs.sendInitiation(peer, false);
@@ -326,6 +359,7 @@ export class Device {
     peer.timersAnyAuthenticatedPacketSent();
     if (len > 0) {
       peer.timersDataSent();
+      if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
       this.counters.tx_packets++;
     } else this.counters.tx_keepalives++;
     peer.txBytes += total;

@@ -1,7 +1,11 @@
 /**
  * UDP endpoints in the compact 20-byte form shared with the native helper:
  *   [0] family (4|6)  [1] 0  [2..3] port big-endian  [4..19] address (IPv4 in 4..7)
- * Conversions to and from text live here; the packet path only compares bytes.
+ * A relay path uses the same 20 bytes with family RELAY_FAMILY ('R'):
+ *   [0] 0x52  [1] 0  [2..3] region big-endian  [4..7] peer handle big-endian
+ * (the handle names the peer's node key on the main thread, which owns the
+ * relay connections). Conversions to and from text live here; the packet path
+ * only compares bytes.
  */
 import ipaddr from 'ipaddr.js';
 
@@ -20,6 +24,26 @@ export function encodeEndpoint(ip: string, port: number, out = new Uint8Array(EN
   return out;
 }
 
+export const RELAY_FAMILY = 0x52;
+
+export function encodeRelayEndpoint(region: number, handle: number, out = new Uint8Array(ENDPOINT_LEN), off = 0): Uint8Array {
+  out.fill(0, off, off + ENDPOINT_LEN);
+  out[off] = RELAY_FAMILY;
+  out[off + 2] = (region >> 8) & 0xff;
+  out[off + 3] = region & 0xff;
+  new DataView(out.buffer, out.byteOffset + off + 4, 4).setUint32(0, handle >>> 0);
+  return out;
+}
+
+export function isRelayEndpoint(b: Uint8Array, off = 0): boolean {
+  return b[off] === RELAY_FAMILY;
+}
+
+/** The peer handle of a relay endpoint. */
+export function relayHandle(b: Uint8Array, off = 0): number {
+  return ((b[off + 4]! << 24) | (b[off + 5]! << 16) | (b[off + 6]! << 8) | b[off + 7]!) >>> 0;
+}
+
 export function endpointFamily(b: Uint8Array, off = 0): 4 | 6 {
   return b[off] === 6 ? 6 : 4;
 }
@@ -29,12 +53,14 @@ export function endpointPort(b: Uint8Array, off = 0): number {
 }
 
 export function endpointIp(b: Uint8Array, off = 0): string {
+  if (b[off] === RELAY_FAMILY) return `relay-${endpointPort(b, off)}-${relayHandle(b, off)}`;
   if (b[off] === 6) return ipaddr.fromByteArray(Array.from(b.subarray(off + 4, off + 20))).toString();
   return ipaddr.fromByteArray(Array.from(b.subarray(off + 4, off + 8))).toString();
 }
 
 /** "1.2.3.4:51820" or "[fd00::1]:51820". */
 export function formatEndpoint(b: Uint8Array, off = 0): string {
+  if (b[off] === RELAY_FAMILY) return `relay(${endpointPort(b, off)})`;
   const ip = endpointIp(b, off);
   return b[off] === 6 ? `[${ip}]:${endpointPort(b, off)}` : `${ip}:${endpointPort(b, off)}`;
 }

@@ -16,8 +16,20 @@ export interface WorkerInit {
   crypto: 'native' | 'node';
 }
 
+/** A datagram and a 20-byte endpoint (src.dataplane/endpoint.ts): where it came from or goes to. */
+export interface Datagram {
+  data: Uint8Array;
+  addr: Uint8Array;
+}
+
 export type ToWorker =
   | { type: 'reconfig'; config: DeviceConfig }
+  /** Send disco/STUN datagrams from the data socket. */
+  | { type: 'send'; items: Datagram[] }
+  /** WireGuard messages that arrived through a relay (addr: the peer's relay endpoint). */
+  | { type: 'relay-rx'; items: Datagram[] }
+  /** Path choice: where each peer's packets go now (null = nowhere yet). */
+  | { type: 'endpoints'; items: Array<{ key: string; endpoint: Uint8Array | null }> }
   | { type: 'status'; id: number }
   | { type: 'stop' };
 
@@ -25,5 +37,11 @@ export type FromWorker =
   | { type: 'ready'; crypto: string }
   | { type: 'status'; id: number; status: DeviceStatus }
   | { type: 'log'; level: 'info' | 'warn' | 'debug'; msg: string }
+  /** Disco and STUN datagrams received on the data socket. */
+  | { type: 'rx'; items: Datagram[] }
+  /** WireGuard messages for peers whose path is a relay (addr: the relay endpoint). */
+  | { type: 'relay-tx'; items: Datagram[] }
+  /** Peers with data flowing (each reported at most once a second). */
+  | { type: 'activity'; keys: string[] }
   | { type: 'stopped' }
   | { type: 'fatal'; error: string };

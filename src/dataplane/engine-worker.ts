@@ -12,8 +12,10 @@ import { systemClock } from './clock.js';
 import { PersistentTimestamps } from './timestamp-store.js';
 import { NativeTransportCrypto } from './native-crypto.js';
 import { NodeTransportCrypto, type TransportCrypto } from './transport-crypto.js';
-import { ENDPOINT_LEN } from './endpoint.js';
-import type { WorkerInit, ToWorker, FromWorker } from './engine-protocol.js';
+import { ENDPOINT_LEN, RELAY_FAMILY } from './endpoint.js';
+import { messageType } from '../wire/wireguard.js';
+import { isControlDatagram, DatagramBudget } from './demux.js';
+import type { WorkerInit, ToWorker, FromWorker, Datagram } from './engine-protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -48,7 +50,27 @@ const revents = new Int16Array(4);
 const outFd = new Int32Array(1);
 const outEv = new Int16Array([POLLOUT]);
 const outRev = new Int16Array(1);
-const drops = { udp_send_failed: 0, tun_write_failed: 0, rx_truncated: 0 };
+const drops = { udp_send_failed: 0, tun_write_failed: 0, rx_truncated: 0, control_ratelimited: 0 };
+/** Disco/STUN datagrams for the main thread, WireGuard messages for relays, active peers: posted once per loop turn. */
+let rxOut: Datagram[] = [];
+let relayOut: Datagram[] = [];
+let activity: string[] = [];
+const budget = new DatagramBudget(4000, 1000, systemClock.now());
+
+function postQueued(): void {
+  if (rxOut.length) {
+    post({ type: 'rx', items: rxOut });
+    rxOut = [];
+  }
+  if (relayOut.length) {
+    post({ type: 'relay-tx', items: relayOut });
+    relayOut = [];
+  }
+  if (activity.length) {
+    post({ type: 'activity', keys: activity });
+    activity = [];
+  }
+}
 
 function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
   const fd = dst[dstOff] === 6 ? init.udp6Fd : init.udp4Fd;
@@ -64,6 +86,10 @@ function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dst
 
 const io: DeviceIO = {
   sendUdp(buf, off, len, dst, dstOff) {
+    if (dst[dstOff] === RELAY_FAMILY) {
+      relayOut.push({ data: buf.slice(off, off + len), addr: dst.slice(dstOff, dstOff + ENDPOINT_LEN) });
+      return;
+    }
     if (buf !== tunIn) return sendNow(buf, off, len, dst, dstOff);
     const list = dst[dstOff] === 6 ? out6 : out4;
     const i = list.n++;
@@ -102,6 +128,7 @@ const device = new Device(io, crypto, {
   timers: init.timers,
   log: (level, msg) => post({ type: 'log', level, msg }),
 });
+device.onActivity = (key) => activity.push(key);
 
 function flushUdp(fd: number, list: OutList): void {
   let done = 0;
@@ -148,7 +175,14 @@ function drainUdp(fd: number): void {
         drops.rx_truncated++;
         continue;
       }
-      device.handleUdp(udpIn, i * SLOT, len, udpInAddrs, i * ENDPOINT_LEN);
+      const off = i * SLOT;
+      if (messageType(udpIn, off, len) === 0 && isControlDatagram(udpIn, off, len)) {
+        if (budget.take(systemClock.now())) {
+          rxOut.push({ data: udpIn.slice(off, off + len), addr: udpInAddrs.slice(i * ENDPOINT_LEN, (i + 1) * ENDPOINT_LEN) });
+        } else drops.control_ratelimited++;
+        continue;
+      }
+      device.handleUdp(udpIn, off, len, udpInAddrs, i * ENDPOINT_LEN);
     }
     flush();
     if (n < BATCH) return;
@@ -183,6 +217,7 @@ function loop(): void {
       }
       device.tick();
       flush();
+      postQueued();
       if (r > 0 && revents[0]! & POLLIN) {
         native.eventfdDrain(init.wakeFd);
         setImmediate(loop); // let pending messages in, then carry on
@@ -197,7 +232,17 @@ function loop(): void {
 port.on('message', (m: ToWorker) => {
   try {
     if (m.type === 'reconfig') device.reconfig(m.config);
-    else if (m.type === 'status') {
+    else if (m.type === 'send') {
+      for (const d of m.items) sendNow(d.data, 0, d.data.length, d.addr, 0);
+    } else if (m.type === 'relay-rx') {
+      for (const d of m.items) device.handleUdp(d.data, 0, d.data.length, d.addr, 0);
+      flush();
+      postQueued();
+    } else if (m.type === 'endpoints') {
+      for (const e of m.items) device.setEndpoint(e.key, e.endpoint);
+      flush();
+      postQueued();
+    } else if (m.type === 'status') {
       const st = device.status();
       Object.assign(st.drops, drops);
       post({ type: 'status', id: m.id, status: st });

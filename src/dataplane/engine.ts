@@ -11,7 +11,17 @@ import { loadNative, checkErrno, IFNAMSIZ, type WarrenNative } from './io/native
 import type { DeviceConfig } from './device.js';
 import type { DeviceStatus } from './status.js';
 import type { TimerProfile } from './constants.js';
-import type { FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
+import type { Datagram, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
+
+/** What the engine tells its owner (path choice) besides logs. */
+export interface EngineEvents {
+  /** Disco and STUN datagrams from the data socket (addr: 20-byte source endpoint). */
+  datagrams(items: Datagram[]): void;
+  /** WireGuard messages to carry over a relay (addr: the peer's relay endpoint). */
+  relaySend(items: Datagram[]): void;
+  /** Peers with data flowing (node keys, base64). */
+  activity(keys: string[]): void;
+}
 
 export interface EngineOptions {
   tunName: string;
@@ -35,6 +45,8 @@ export class Engine {
   private pending = new Map<number, (s: DeviceStatus) => void>();
   private stopped = false;
   cryptoName = '';
+  /** Set by path choice (mesh mode); without it these events are dropped. */
+  events: EngineEvents | null = null;
 
   private constructor(
     private readonly native: WarrenNative,
@@ -84,6 +96,9 @@ export class Engine {
           this.pending.get(m.id)?.(m.status);
           this.pending.delete(m.id);
         } else if (m.type === 'log') this.log(m.level, m.msg);
+        else if (m.type === 'rx') this.events?.datagrams(m.items);
+        else if (m.type === 'relay-tx') this.events?.relaySend(m.items);
+        else if (m.type === 'activity') this.events?.activity(m.keys);
         else if (m.type === 'fatal') {
           this.log('error', `packet worker failed: ${m.error}`);
           reject(new EngineError('EWORKER', m.error));
@@ -110,6 +125,21 @@ export class Engine {
   /** Hand the worker a complete new configuration. */
   reconfig(config: DeviceConfig): void {
     this.send({ type: 'reconfig', config });
+  }
+
+  /** Send disco/STUN datagrams from the data socket (the socket whose NAT mapping matters). */
+  sendDatagrams(items: Datagram[]): void {
+    if (items.length) this.send({ type: 'send', items });
+  }
+
+  /** Hand the worker WireGuard messages that arrived through a relay. */
+  relayReceive(items: Datagram[]): void {
+    if (items.length) this.send({ type: 'relay-rx', items });
+  }
+
+  /** Path choice: set where peers' packets go (20-byte endpoints; null = nowhere yet). */
+  setEndpoints(items: Array<{ key: string; endpoint: Uint8Array | null }>): void {
+    if (items.length) this.send({ type: 'endpoints', items });
   }
 
   /** Put a firewall mark on the tunnel's own sockets (for policy routing). */

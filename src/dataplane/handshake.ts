@@ -163,7 +163,7 @@ export class HandshakeLayer {
     dev.discard(peer.previous);
     peer.previous = peer.current;
     peer.current = kp;
-    peer.endpoint = from;
+    if (peer.roaming || !peer.endpoint) peer.endpoint = from;
     peer.rxBytes += msg.length;
     peer.timersSessionDerived();
     peer.timersHandshakeComplete(Number(dev.clock.wallNs() / 1_000_000n));
@@ -222,7 +222,7 @@ export class HandshakeLayer {
     dev.indices.set(localIndex, { peer, keypair: kp });
     dev.discard(peer.next);
     peer.next = kp;
-    peer.endpoint = from;
+    if (peer.roaming || !peer.endpoint) peer.endpoint = from;
     peer.rxBytes += msg.length;
     peer.cookies.stamp(message);
     peer.timersSessionDerived();

@@ -21,6 +21,10 @@ export class Peer {
   /** Endpoint from configuration; roaming may move `endpoint` away from it. */
   configuredEndpoint: string | null = null;
   persistentKeepalive = 0; // seconds
+  /** Authenticated packets move `endpoint` (stock WireGuard); off when path choice owns it (mesh mode). */
+  roaming = true;
+  /** Last time (monotonic ms) the device reported traffic for this peer (see Device.onActivity). */
+  lastActivityReport = -Infinity;
   allowedIps: string[] = [];
 
   current: Keypair | null = null;

@@ -1,0 +1,529 @@
+/**
+ * NAT traversal for one node: the owner of everything between WireGuard and
+ * the wire that is not a packet's encryption. It
+ *  - answers the engine's events: disco/STUN datagrams from the data socket,
+ *    WireGuard messages to carry over a relay, peers with traffic;
+ *  - keeps one PeerPaths (path choice) per peer and pushes each peer's current
+ *    path to the engine as a 20-byte endpoint (direct address or relay);
+ *  - speaks disco (sealed ping/pong/call-me-maybe) over UDP and the relays;
+ *  - knows our endpoints (LAN addresses, STUN-discovered, static) and tells
+ *    control and peers when they change;
+ *  - runs netcheck, picks the home relay region, answers `warren ping`.
+ */
+import { randomBytes } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { encodeEndpoint, encodeRelayEndpoint, endpointIp, endpointPort, relayHandle, ENDPOINT_LEN } from '../dataplane/endpoint.js';
+import type { Datagram } from '../dataplane/engine-protocol.js';
+import type { EngineEvents } from '../dataplane/engine.js';
+import { systemClock, type Clock } from '../dataplane/clock.js';
+import { isDisco, openDisco, sealDisco, type DiscoMessage } from '../wire/disco.js';
+import { boxBeforeNm } from '../crypto/box.js';
+import { isStun } from '../wire/stun.js';
+import { parseEndpoint, type Netmap, type NodeView, type RelayMap } from '../wire/control.js';
+import { localEndpoints } from '../control/endpoints.js';
+import { PeerPaths, type DirectAddr, type Path } from './peer-paths.js';
+import type { PathTimers } from './path-timers.js';
+import { RelayPool } from './relay-pool.js';
+import { StunClient } from './stun-client.js';
+import { chooseHome, runNetcheck, type NetcheckReport } from './netcheck.js';
+
+export interface TraversalEngine {
+  readonly listenPort: number;
+  readonly tun: string;
+  events: EngineEvents | null;
+  sendDatagrams(items: Datagram[]): void;
+  relayReceive(items: Datagram[]): void;
+  setEndpoints(items: Array<{ key: string; endpoint: Uint8Array | null }>): void;
+}
+
+export interface KeyPairLike {
+  privateKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export interface TraversalOptions {
+  engine: TraversalEngine;
+  nodeKey: KeyPairLike;
+  discoKey: KeyPairLike;
+  timers: PathTimers;
+  /** Operator-set endpoints (a port forward, a load balancer): always advertised first. */
+  staticEndpoints: string[];
+  relayKeepaliveMs?: number;
+  relayBackoff?: { minMs: number; maxMs: number };
+  log: (level: 'info' | 'warn' | 'debug', msg: string) => void;
+  /** Our endpoint list changed: tell control. */
+  onEndpointsChanged(): void;
+  /** Our home region changed: tell control (hostinfo.netinfo). */
+  onNetinfoChanged(): void;
+  clock?: Clock;
+}
+
+interface PeerEntry {
+  key: string;
+  keyBytes: Uint8Array;
+  handle: number;
+  name: string;
+  disco: Uint8Array;
+  discoB64: string;
+  /** crypto_box_beforenm(peer disco key, our disco key), made on first use. */
+  shared?: Uint8Array;
+  homeRegion: number;
+  paths: PeerPaths;
+  /** Where the engine sends this peer's packets now (as pushed), for change detection. */
+  pushed: string;
+  /** With no relay at all, the netmap's first endpoint is a reasonable first guess. */
+  guess: DirectAddr | null;
+  lastPath: string;
+}
+
+export interface PingResult {
+  peer: string;
+  via: string;
+  latencyMs: number;
+  /** Where the pong says our ping came from. */
+  seenAs: string | null;
+}
+
+export interface PeerPathStatus {
+  path: string | null;
+  latencyMs: number | null;
+  direct: boolean;
+}
+
+const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
+const fmtAddr = (a: DirectAddr): string => (a.ip.includes(':') ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`);
+const CGNAT = ipaddr.parseCIDR('100.64.0.0/10');
+
+/**
+ * This host's LAN candidates: interface addresses with the data port, except
+ * carrier-NAT space (100.64.0.0/10) — that is only ever the inside of someone
+ * else's NAT, and it is also where tailnet addresses live.
+ */
+export function lanEndpoints(port: number, tun: string): string[] {
+  return localEndpoints(port, tun).filter((e) => {
+    const p = parseEndpoint(e);
+    if (!p || p.ip.includes(':')) return p !== null;
+    return !ipaddr.parse(p.ip).match(CGNAT);
+  });
+}
+
+export class Traversal {
+  private readonly peers = new Map<string, PeerEntry>();
+  private readonly byDisco = new Map<string, PeerEntry>();
+  private readonly byHandle = new Map<number, PeerEntry>();
+  private nextHandle = 1;
+  private readonly relays: RelayPool;
+  private readonly stun: StunClient;
+  private readonly clock: Clock;
+  private stunEndpoints: string[] = [];
+  private lastEndpoints = '';
+  private report: NetcheckReport | null = null;
+  private netcheckRunning: Promise<NetcheckReport> | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private tickAt = Infinity;
+  private periodic: NodeJS.Timeout[] = [];
+  private readonly pings = new Map<string, (r: { from: string; seenAs: string | null }) => void>();
+  private relayMap: RelayMap = { regions: [] };
+  private stopped = false;
+  private lastRestun = 0;
+  readonly counters = { disco_rx: 0, disco_tx: 0, disco_bad: 0, disco_unknown_sender: 0, relay_rx_unknown_peer: 0, stun_rx: 0 };
+
+  constructor(private readonly o: TraversalOptions) {
+    this.clock = o.clock ?? systemClock;
+    this.relays = new RelayPool({
+      nodeKey: o.nodeKey,
+      onPacket: (region, src, data) => this.fromRelay(region, src, data),
+      log: o.log,
+      keepaliveMs: o.relayKeepaliveMs,
+      backoff: o.relayBackoff,
+      onHomeState: (up) => {
+        if (up) this.o.onNetinfoChanged();
+      },
+    });
+    this.stun = new StunClient({
+      send: (data, ip, port) => this.sendUdp(data, { ip, port }),
+    });
+    o.engine.events = {
+      datagrams: (items) => this.fromSocket(items),
+      relaySend: (items) => this.toRelay(items),
+      activity: (keys) => {
+        for (const k of keys) this.peers.get(k)?.paths.noteTraffic();
+        this.kick();
+      },
+    };
+    this.periodic.push(setInterval(() => void this.restun(), o.timers.reStunMs));
+    this.periodic.push(setInterval(() => void this.netcheck().catch(() => undefined), o.timers.netcheckMs));
+    this.periodic.push(setInterval(() => this.checkEndpoints(), Math.min(5000, o.timers.reStunMs)));
+    for (const t of this.periodic) t.unref();
+  }
+
+  // ------------------------------------------------------------ netmap
+
+  /** A new netmap (null: down). Peers keep their path state across netmaps. */
+  setNetmap(nm: Netmap | null): void {
+    const relayMap = nm?.relayMap ?? { regions: [] };
+    const mapChanged = JSON.stringify(relayMap) !== JSON.stringify(this.relayMap);
+    this.relayMap = relayMap;
+    if (mapChanged) {
+      this.relays.setMap(relayMap);
+      if (!this.relays.region(this.relays.homeRegion) && relayMap.regions[0]) {
+        // Provisional home until netcheck measures: the first region, so peers can reach us at once.
+        this.relays.setHome(relayMap.regions[0].id);
+        this.o.onNetinfoChanged();
+      }
+      if (relayMap.regions.length) void this.netcheck().catch(() => undefined);
+    }
+    const wanted = new Set<string>();
+    for (const p of nm?.peers ?? []) {
+      wanted.add(p.nodeKey);
+      this.upsertPeer(p);
+    }
+    for (const [key, e] of this.peers) {
+      if (!wanted.has(key)) {
+        this.peers.delete(key);
+        this.byDisco.delete(e.discoB64);
+        this.byHandle.delete(e.handle);
+      }
+    }
+    this.kick();
+  }
+
+  private upsertPeer(p: NodeView): void {
+    let e = this.peers.get(p.nodeKey);
+    if (e && e.discoB64 !== p.discoKey) {
+      this.byDisco.delete(e.discoB64);
+      e.discoB64 = p.discoKey;
+      e.disco = new Uint8Array(Buffer.from(p.discoKey, 'base64'));
+      delete e.shared;
+      this.byDisco.set(e.discoB64, e);
+    }
+    if (!e) {
+      const handle = this.nextHandle++;
+      const entry: PeerEntry = {
+        key: p.nodeKey, keyBytes: new Uint8Array(Buffer.from(p.nodeKey, 'base64')), handle, name: p.name,
+        disco: new Uint8Array(Buffer.from(p.discoKey, 'base64')), discoB64: p.discoKey, homeRegion: 0,
+        paths: null as unknown as PeerPaths, pushed: '', guess: null, lastPath: '',
+      };
+      entry.paths = new PeerPaths({
+        clock: this.clock,
+        timers: this.o.timers,
+        io: {
+          sendPing: (to, txid) => this.sendPing(entry, to, txid),
+          sendCallMeMaybe: () => this.sendCallMeMaybe(entry),
+        },
+      });
+      e = entry;
+      this.peers.set(p.nodeKey, e);
+      this.byDisco.set(e.discoB64, e);
+      this.byHandle.set(handle, e);
+    }
+    e.name = p.name;
+    e.homeRegion = p.homeRegion;
+    e.paths.setPeerHomeRegion(p.homeRegion || this.relays.homeRegion);
+    const cands = p.endpoints.map(parseEndpoint).filter((x): x is DirectAddr => x !== null);
+    e.paths.setCandidates(cands);
+    e.guess = cands.find((c) => !c.ip.includes(':')) ?? cands[0] ?? null;
+  }
+
+  // ------------------------------------------------------------ paths → engine
+
+  /** Run due timers, push changed paths to the engine, and sleep until the next deadline. */
+  private kick(): void {
+    if (this.stopped) return;
+    const now = this.clock.now();
+    const changes: Array<{ key: string; endpoint: Uint8Array | null }> = [];
+    let next = Infinity;
+    for (const e of this.peers.values()) {
+      if (e.paths.nextDeadline <= now) e.paths.tick();
+      const path = e.paths.current();
+      const ep = this.endpointFor(e, path);
+      const tag = ep ? Buffer.from(ep).toString('hex') : '';
+      if (tag !== e.pushed) {
+        e.pushed = tag;
+        changes.push({ key: e.key, endpoint: ep });
+      }
+      const desc = this.describe(e, path);
+      if (desc !== e.lastPath) {
+        if (e.lastPath !== '' || desc !== 'none') this.o.log('info', `peer ${e.name}: path ${desc}`);
+        if (path.kind === 'relay' && e.lastPath.startsWith('direct')) this.restunSoon();
+        e.lastPath = desc;
+      }
+      next = Math.min(next, e.paths.nextDeadline);
+    }
+    this.o.engine.setEndpoints(changes);
+    this.schedule(next);
+  }
+
+  private schedule(at: number): void {
+    if (at === Infinity || (this.tickTimer && this.tickAt <= at)) return;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickAt = at;
+    this.tickTimer = setTimeout(() => {
+      this.tickTimer = null;
+      this.tickAt = Infinity;
+      this.kick();
+    }, Math.max(5, at - this.clock.now()));
+    this.tickTimer.unref();
+  }
+
+  private endpointFor(e: PeerEntry, path: Path): Uint8Array | null {
+    if (path.kind === 'direct') return encodeEndpoint(path.addr.ip, path.addr.port);
+    if (path.kind === 'relay') return encodeRelayEndpoint(path.region, e.handle);
+    // No relay configured and nothing confirmed yet: try the address control gave us.
+    return this.relayMap.regions.length === 0 && e.guess ? encodeEndpoint(e.guess.ip, e.guess.port) : null;
+  }
+
+  private describe(e: PeerEntry, path: Path): string {
+    if (path.kind === 'direct') return `direct ${fmtAddr(path.addr)}`;
+    if (path.kind === 'relay') return `relay(${this.regionCode(path.region)})`;
+    return e.guess && this.relayMap.regions.length === 0 ? `guess ${fmtAddr(e.guess)}` : 'none';
+  }
+
+  private regionCode(id: number): string {
+    return this.relays.region(id)?.code ?? String(id);
+  }
+
+  // ------------------------------------------------------------ disco
+
+  private seal(e: PeerEntry, msg: DiscoMessage): Uint8Array {
+    this.counters.disco_tx++;
+    return sealDisco(msg, this.o.discoKey.privateKey, this.o.discoKey.publicKey, e.disco);
+  }
+
+  private sendPing(e: PeerEntry, to: DirectAddr | { relay: number }, txid: Uint8Array): void {
+    const pkt = this.seal(e, { type: 'ping', txid, nodeKey: this.o.nodeKey.publicKey });
+    if ('relay' in to) this.relays.send(to.relay, e.keyBytes, pkt);
+    else this.sendUdp(pkt, to);
+  }
+
+  private sendCallMeMaybe(e: PeerEntry): void {
+    const region = e.homeRegion || this.relays.homeRegion;
+    if (!region) return;
+    const endpoints = this.endpoints().map(parseEndpoint).filter((x): x is DirectAddr => x !== null);
+    this.relays.send(region, e.keyBytes, this.seal(e, { type: 'callMeMaybe', endpoints }));
+  }
+
+  private handleDisco(data: Uint8Array, from: DirectAddr | { relay: number }): void {
+    let e: PeerEntry | undefined;
+    // Only peers' disco keys are worth a Diffie-Hellman; their shared keys are cached.
+    const opened = openDisco(data, this.o.discoKey.privateKey, (sender) => {
+      e = this.byDisco.get(b64(sender));
+      if (!e) return null;
+      e.shared ??= boxBeforeNm(e.disco, this.o.discoKey.privateKey);
+      return e.shared;
+    });
+    if (!opened || !e) {
+      if (e) this.counters.disco_bad++;
+      else this.counters.disco_unknown_sender++;
+      return;
+    }
+    this.counters.disco_rx++;
+    const m = opened.msg;
+    if (m.type === 'ping') {
+      if (b64(m.nodeKey) !== e.key) return; // a stale or foreign node key: not this peer any more
+      const src = 'relay' in from ? { ip: '::', port: 0 } : from;
+      const pong = this.seal(e, { type: 'pong', txid: m.txid, src });
+      if ('relay' in from) this.relays.send(from.relay, e.keyBytes, pong);
+      else this.sendUdp(pong, from);
+      e.paths.onPingReceived(from);
+    } else if (m.type === 'pong') {
+      const waiter = this.pings.get(Buffer.from(m.txid).toString('hex'));
+      if (waiter) {
+        waiter({ from: 'relay' in from ? `relay(${this.regionCode(from.relay)})` : fmtAddr(from), seenAs: m.src.port ? fmtAddr(m.src) : null });
+      }
+      e.paths.onPong(m.txid, from);
+    } else if (m.type === 'callMeMaybe') {
+      e.paths.addCandidates(m.endpoints, 'callmemaybe');
+    }
+    this.kick();
+  }
+
+  // ------------------------------------------------------------ I/O
+
+  private sendUdp(data: Uint8Array, to: DirectAddr): void {
+    let addr: Uint8Array;
+    try {
+      addr = encodeEndpoint(to.ip, to.port);
+    } catch {
+      return;
+    }
+    this.o.engine.sendDatagrams([{ data, addr }]);
+  }
+
+  private fromSocket(items: Datagram[]): void {
+    for (const d of items) {
+      const from = { ip: endpointIp(d.addr), port: endpointPort(d.addr) };
+      if (isStun(d.data, 0, d.data.length)) {
+        this.counters.stun_rx++;
+        this.stun.handle(d.data, from);
+      } else if (isDisco(d.data, 0, d.data.length)) this.handleDisco(d.data, from);
+    }
+  }
+
+  private fromRelay(region: number, src: Uint8Array, data: Uint8Array): void {
+    if (isDisco(data, 0, data.length)) return this.handleDisco(data, { relay: region });
+    const e = this.peers.get(b64(src));
+    if (!e) {
+      this.counters.relay_rx_unknown_peer++;
+      return;
+    }
+    this.o.engine.relayReceive([{ data, addr: encodeRelayEndpoint(region, e.handle) }]);
+  }
+
+  private toRelay(items: Datagram[]): void {
+    for (const d of items) {
+      if (d.addr.length !== ENDPOINT_LEN) continue;
+      const e = this.byHandle.get(relayHandle(d.addr));
+      if (!e) continue;
+      this.relays.send(endpointPort(d.addr), e.keyBytes, d.data);
+    }
+  }
+
+  // ------------------------------------------------------------ endpoints, STUN, netcheck
+
+  /** Our endpoints as we advertise them: static first, then STUN-discovered, then LAN. At most 64. */
+  endpoints(): string[] {
+    const all = [...this.o.staticEndpoints, ...this.stunEndpoints, ...lanEndpoints(this.o.engine.listenPort, this.o.engine.tun)];
+    return [...new Set(all)].slice(0, 64);
+  }
+
+  /** What control should know about our network (hostinfo.netinfo). */
+  netinfo(): { homeRegion: number; mappingVaries: boolean | null; udp: boolean | null } {
+    return { homeRegion: this.relays.homeRegion, mappingVaries: this.report?.mappingVaries ?? null, udp: this.report?.udp ?? null };
+  }
+
+  private checkEndpoints(): void {
+    const now = this.endpoints().join(',');
+    if (now === this.lastEndpoints) return;
+    const first = this.lastEndpoints === '';
+    this.lastEndpoints = now;
+    if (first) return;
+    this.o.log('info', `our endpoints: ${now || '(none)'}`);
+    this.o.onEndpointsChanged();
+    // Peers we talk to hear it at once (control's delta follows).
+    for (const e of this.peers.values()) if (e.paths.status().path.kind !== 'none') this.sendCallMeMaybe(e);
+  }
+
+  private restunSoon(): void {
+    const now = this.clock.now();
+    if (now - this.lastRestun < 1000) return;
+    void this.restun();
+  }
+
+  /** Ask the STUN servers again what our data socket looks like from outside. */
+  private async restun(): Promise<void> {
+    this.lastRestun = this.clock.now();
+    const servers = this.relayMap.regions.flatMap((r) => r.nodes.flatMap((n) => n.stun)).map(parseEndpoint).filter((x): x is DirectAddr => x !== null);
+    const seen = new Set<string>();
+    await Promise.all(servers.map(async (s) => {
+      try {
+        const r = await this.stun.query(s, { timeoutMs: 2000 });
+        seen.add(fmtAddr(r.mapped));
+      } catch {
+        // unanswered
+      }
+    }));
+    if (this.stopped) return;
+    this.stunEndpoints = [...seen].sort();
+    this.checkEndpoints();
+  }
+
+  /** Measure the network now (one at a time), and re-pick the home region. */
+  netcheck(): Promise<NetcheckReport> {
+    if (this.netcheckRunning) return this.netcheckRunning;
+    this.netcheckRunning = runNetcheck({
+      regions: this.relayMap.regions,
+      stun: (server, timeoutMs) => this.stun.query(server, { timeoutMs }),
+      relayPing: (region, timeoutMs) => this.relays.ping(region, timeoutMs),
+      timeoutMs: 2000,
+    }).then((report) => {
+      this.report = report;
+      const seen = new Set<string>();
+      if (report.publicIPv4) seen.add(report.publicIPv4);
+      if (report.publicIPv6) seen.add(report.publicIPv6);
+      // Behind a hard NAT this endpoint only works for the STUN server, but it costs peers one ping to find out.
+      this.stunEndpoints = [...seen];
+      this.lastRestun = this.clock.now();
+      const home = chooseHome(this.relays.homeRegion, report.regions);
+      if (home !== this.relays.homeRegion) {
+        this.o.log('info', `home relay region: ${this.regionCode(home)}`);
+        this.relays.setHome(home);
+        for (const e of this.peers.values()) if (!e.homeRegion) e.paths.setPeerHomeRegion(home);
+      }
+      this.o.onNetinfoChanged();
+      this.checkEndpoints();
+      return report;
+    }).finally(() => {
+      this.netcheckRunning = null;
+    });
+    return this.netcheckRunning;
+  }
+
+  get lastReport(): NetcheckReport | null {
+    return this.report;
+  }
+
+  // ------------------------------------------------------------ ping, status
+
+  /** One disco ping to a peer over its current path (or the relay); resolves with the pong. */
+  async ping(key: string, timeoutMs: number): Promise<PingResult> {
+    const e = this.peers.get(key);
+    if (!e) throw new Error('no such peer');
+    e.paths.noteTraffic();
+    this.kick();
+    const path = e.paths.current();
+    const txid = new Uint8Array(randomBytes(12));
+    const hex = Buffer.from(txid).toString('hex');
+    const sent = this.clock.now();
+    const answer = new Promise<{ from: string; seenAs: string | null }>((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.pings.delete(hex);
+        reject(new Error(`no pong from ${e.name} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pings.set(hex, (r) => {
+        clearTimeout(t);
+        this.pings.delete(hex);
+        resolve(r);
+      });
+    });
+    if (path.kind === 'direct') this.sendPing(e, path.addr, txid);
+    else {
+      const region = path.kind === 'relay' ? path.region : e.homeRegion || this.relays.homeRegion;
+      if (region) this.sendPing(e, { relay: region }, txid);
+      else if (e.guess) this.sendPing(e, e.guess, txid);
+    }
+    const r = await answer;
+    return { peer: e.name, via: r.from, latencyMs: this.clock.now() - sent, seenAs: r.seenAs };
+  }
+
+  peerStatus(key: string): PeerPathStatus {
+    const e = this.peers.get(key);
+    if (!e) return { path: null, latencyMs: null, direct: false };
+    const st = e.paths.status();
+    const desc = st.path.kind === 'direct' ? fmtAddr(st.path.addr) : st.path.kind === 'relay' ? `relay(${this.regionCode(st.path.region)})` : null;
+    return { path: desc, latencyMs: st.latencyMs, direct: st.path.kind === 'direct' };
+  }
+
+  relayStatus(): ReturnType<RelayPool['status']> {
+    return this.relays.status();
+  }
+
+  setStaticEndpoints(eps: string[]): void {
+    this.o.staticEndpoints = eps.slice();
+    this.checkEndpoints();
+  }
+
+  setNodeKey(k: KeyPairLike): void {
+    this.o.nodeKey = k;
+    this.relays.setNodeKey(k);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.periodic) clearInterval(t);
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.o.engine.events = null;
+    this.stun.close();
+    await this.relays.close();
+  }
+}
