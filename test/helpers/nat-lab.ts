@@ -251,8 +251,7 @@ class NatSite implements Site {
   }
 
   private async setupRouter(ns: string, spec: RouterSpec): Promise<void> {
-    // promote_secondaries: removing the old WAN address (changeWanAddress) must not take the new one with it.
-    await this.lab.sh(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', `net.ipv4.conf.${IFACES.wan}.promote_secondaries=1`]);
+    await this.lab.sh(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     await this.lab.sh(ns, ['nft', routerRuleset(spec)]);
   }
 
@@ -296,6 +295,8 @@ class NatSite implements Site {
 
   /** Add the new address, remove the old one, make sure the default route survived. */
   private async renumber(ns: string, ifname: string, oldIp: string, newIp: string, gateway: string): Promise<void> {
+    // Without promote_secondaries, removing the old (primary) address would take the new one with it.
+    await this.lab.sh(ns, ['sysctl', '-q', '-w', `net.ipv4.conf.${ifname}.promote_secondaries=1`]);
     await this.lab.addr(ns, ifname, `${newIp}/24`);
     await this.lab.sh(ns, ['ip', 'addr', 'del', `${oldIp}/24`, 'dev', ifname]);
     await this.lab.route(ns, 'replace', 'default', 'via', gateway);

@@ -10,7 +10,8 @@
  *   are dropped there: the routers' input rule of shared/LAB.md);
  * - hard ↔ hard: nothing gets through in 2 s of punching;
  * - mapping: an easy site keeps one port (its own) for every destination, a
- *   hard site's port varies by destination; hardPorts keeps them in range;
+ *   hard site's port varies by destination, and so does an easy home router's
+ *   behind a hard carrier NAT; hardPorts keeps them in range;
  * - udpBlocked: UDP dropped, TCP 443 passes; toggling acts at once and kills
  *   a running flow; unblocking lets it resume;
  * - cgnat: the home WAN is in 100.64.0.0/10, the reflector sees the carrier's
@@ -19,7 +20,8 @@
  * - changeWanAddress on a plain site: the reflector sees the new address;
  * - conntrack UDP timeouts: with (2, 3) a hard site's mapping is gone within
  *   a few seconds, and the next flow from the same socket gets a new port;
- * - nat 'none': the internet sees the host's own ip:port;
+ * - flushConntrack: a hard site's socket gets a new mapping after the "reboot";
+ * - nat 'none': the internet sees the host's own ip:port, also once renumbered;
  * - nothing of the lab shows up in the machine's own namespace.
  */
 import * as assert from 'node:assert/strict';
@@ -86,6 +88,7 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
     ub: { nat: 'easy', udpBlocked: true },
     ca: { nat: 'easy', cgnat: true },
     cb: { nat: 'easy', cgnat: true },
+    ch: { nat: 'easy', cgnat: true, cgnatKind: 'hard' },
     wan: { nat: 'easy' },
     ct: { nat: 'hard' },
     rt: { nat: 'none' },
@@ -191,14 +194,17 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
     assert.ok((r.a.sent as number) > 10 && (r.b.sent as number) > 10, 'both kept sending');
   });
 
-  test('mapping: easy keeps its own port for every destination, hard varies it', async (t) => {
+  test('mapping: easy keeps its own port for every destination, hard varies it (also a hard carrier NAT)', async (t) => {
     const easy = await mappings(s['ea'] as Site, stun);
     assert.deepEqual(easy.mapped, stun.map(() => `${s['ea']?.publicIp}:${easy.bound}`));
     const hard = await mappings(s['ha'] as Site, stun);
     for (const m of hard.mapped) assert.equal(ipOf(m), s['ha']?.publicIp);
     // Four destinations: all four ports equal by chance has probability ~2^-48.
     assert.ok(new Set(hard.mapped.map(port)).size > 1, `hard mapping varies by destination: ${hard.mapped.join(' ')}`);
-    t.diagnostic(`easy ${easy.mapped.join(' ')}; hard ${hard.mapped.join(' ')}`);
+    const behindHardCarrier = await mappings(s['ch'] as Site, stun);
+    for (const m of behindHardCarrier.mapped) assert.equal(ipOf(m), s['ch']?.publicIp);
+    assert.ok(new Set(behindHardCarrier.mapped.map(port)).size > 1, `a hard carrier makes it hard: ${behindHardCarrier.mapped.join(' ')}`);
+    t.diagnostic(`easy ${easy.mapped.join(' ')}; hard ${hard.mapped.join(' ')}; easy behind a hard carrier ${behindHardCarrier.mapped.join(' ')}`);
   });
 
   test('hardPorts keeps mapped ports in range', async () => {
@@ -305,11 +311,29 @@ describe('NAT lab: a little Internet out of namespaces', { skip: isRoot ? false 
     t.diagnostic(`mapping expired ${expiredMs} ms after the last packet`);
   });
 
-  test("nat 'none': the internet sees the host's own ip:port", async () => {
+  test('flushConntrack (a router reboot): the same socket behind a hard NAT gets a new mapping', async () => {
+    const ha = s['ha'] as Site;
+    const bind = ['--bind', '0.0.0.0:40600'];
+    const first = await mappings(ha, [stun[0] ?? ''], bind);
+    const again = await mappings(ha, [stun[0] ?? ''], bind);
+    assert.deepEqual(again.mapped, first.mapped);
+    await ha.flushConntrack();
+    const later = await mappings(ha, [stun[0] ?? ''], bind);
+    // Equal by chance with probability ~1/64512.
+    assert.notEqual(later.mapped[0], first.mapped[0]);
+  });
+
+  test("nat 'none': the internet sees the host's own ip:port, also after renumbering", async () => {
     const rt = s['rt'] as Site;
     assert.equal(rt.publicIp, rt.lanIp);
     const r = await mappings(rt, [stun[0] ?? '', stun[1] ?? '']);
     assert.deepEqual(r.mapped, [`${rt.lanIp}:${r.bound}`, `${rt.lanIp}:${r.bound}`]);
+    const old = rt.lanIp;
+    const fresh = await rt.changeWanAddress();
+    assert.notEqual(fresh, old);
+    assert.equal(rt.lanIp, fresh);
+    const after = await mappings(rt, [stun[0] ?? '']);
+    assert.deepEqual(after.mapped, [`${fresh}:${after.bound}`]);
   });
 
   test("nothing of the lab in the machine's own namespace", () => {
