@@ -31,11 +31,11 @@
  * Each router (home and carrier) has ip_forward=1 and one nft table of its
  * own, `inet warren` (NFT_TABLE), in a fresh namespace, so the machine's
  * firewall is never touched:
- *   - `input`: on `wan0` accept established/related, drop (and count) the rest. Real
- *     routers drop unsolicited input, and the lab must too: otherwise a
- *     peer's early punch creates a conntrack entry on the router itself, the
- *     host's own packet then clashes with it, masquerade picks another port
- *     and easy↔easy punching fails.
+ *   - `input`: on `wan0` accept established/related, count and drop the
+ *     rest. Real routers drop unsolicited input, and the lab must too:
+ *     otherwise a peer's early punch creates a conntrack entry on the router
+ *     itself, the host's own packet then clashes with it, masquerade picks
+ *     another port and easy↔easy punching fails (the test shows it).
  *   - `forward` (policy drop): `udp_block` (setUdpBlocked), established /
  *     related, `ct status dnat` (port mappings), `miniupnpd`, anything from
  *     the LAN; a 'none' router also forwards anything from the WAN to the LAN.
@@ -46,8 +46,11 @@
  *     destination), `to :A-B` for TCP/UDP with hardPorts; none: nothing.
  *   - `prerouting` (nat): `prerouting_miniupnpd`.
  * The `miniupnpd`, `prerouting_miniupnpd` and `postrouting_miniupnpd`
- * chains are empty, ready for miniupnpd-nftables run with
- * `upnp_table_name=warren` and `upnp_nat_table_name=warren`.
+ * chains are empty, ready for miniupnpd-nftables run in the router namespace
+ * with `ext_ifname=wan0`, `listening_ip=lan0`, `upnp_table_name=warren` and
+ * `upnp_nat_table_name=warren` (tried with bookworm's 2.3.1: it takes
+ * 11.i.0.2 as its public address and NAT-PMP and UPnP mappings land in these
+ * chains).
  *
  * Not supported (rejected): cgnat with nat 'none' (a host straight on carrier
  * space) and cgnatKind 'none' (a carrier that routes 100.64/10 publicly).
@@ -129,7 +132,7 @@ const MAX_RENUMBERS = 252;
 /** Public server address k (1-based). */
 export const serverAddress = (k: number): string => `11.0.0.${k}`;
 
-interface RouterSpec {
+export interface RouterSpec {
   nat: NatKind;
   hardPorts?: [number, number] | undefined;
 }
