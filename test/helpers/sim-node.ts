@@ -475,7 +475,7 @@ export interface InProcessServer {
  */
 export async function startInProcessServer(
   dir: string,
-  opts: Partial<Pick<ControlServerOptions, 'keepaliveMs' | 'housekeepingMs' | 'ephemeralTimeoutMs' | 'defaultKeyExpiryMs'>> & { echo?: boolean; keepLogs?: boolean } = {},
+  opts: Partial<Pick<ControlServerOptions, 'keepaliveMs' | 'housekeepingMs' | 'ephemeralTimeoutMs' | 'defaultKeyExpiryMs' | 'relaySecret'>> & { echo?: boolean; keepLogs?: boolean } = {},
 ): Promise<InProcessServer> {
   const dbPath = join(dir, 'control.db');
   const store = SqliteStore.open(dbPath);
@@ -489,6 +489,7 @@ export async function startInProcessServer(
     store, serverKey: loadOrCreateServerKey(dir), tls: { cert: cert.certPem, key: cert.keyPem }, host: '127.0.0.1', port: 0, log,
     keepaliveMs: opts.keepaliveMs ?? 30_000, housekeepingMs: opts.housekeepingMs ?? 10_000,
     ephemeralTimeoutMs: opts.ephemeralTimeoutMs ?? 30 * 60_000, defaultKeyExpiryMs: opts.defaultKeyExpiryMs ?? 180 * 86_400_000,
+    relaySecret: opts.relaySecret,
   });
   const port = await server.start();
   const sim = new SimServer(`https://127.0.0.1:${port}`, cert.certPem, cert.fingerprint);

@@ -3,6 +3,7 @@
  *
  *   warren-control serve --listen ADDR:PORT --db sqlite:PATH (--tls-cert F --tls-key F | --tls-self-signed)
  *                        [--state-dir DIR] [--admin-socket PATH] [--key-expiry DUR] [--ephemeral-timeout DUR]
+ *                        [--relay-map FILE] [--relay-secret-file FILE]
  *   warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR] [--tailnet NAME] [--user NAME]
  *                                                                                 (prints only the key)
  *   warren-control authkey list [--json] | authkey revoke ID
@@ -26,10 +27,13 @@ import { parseDuration } from '../../util/duration.js';
 import { stderrLogger } from '../../util/log.js';
 import { untilStopped } from '../../util/signals.js';
 import type { AuthKeyRecord, NodeRecord, TailnetRecord } from './store.js';
+import { loadRelayMapFile } from './relay-admission.js';
+import { readSecretFile } from '../relay/secret-file.js';
 
 const USAGE = `usage:
   warren-control serve --listen ADDR:PORT --db sqlite:PATH (--tls-cert F --tls-key F | --tls-self-signed)
                        [--state-dir DIR] [--admin-socket PATH] [--key-expiry DUR] [--ephemeral-timeout DUR]
+                       [--relay-map FILE] [--relay-secret-file FILE]
   warren-control authkey create [--reusable] [--ephemeral] [--tags tag:a,...] [--expiry DUR] [--tailnet NAME] [--user NAME]
   warren-control authkey list [--json] | authkey revoke ID
   warren-control nodes list [--json] [--tailnet NAME] | nodes delete NODE | nodes expire NODE | nodes rename NODE NEWNAME
@@ -48,7 +52,7 @@ const OPTIONS = {
   'tls-self-signed': { type: 'boolean' }, 'state-dir': { type: 'string' }, 'admin-socket': { type: 'string' },
   'key-expiry': { type: 'string' }, 'ephemeral-timeout': { type: 'string' }, reusable: { type: 'boolean' },
   ephemeral: { type: 'boolean' }, tags: { type: 'string' }, expiry: { type: 'string' }, json: { type: 'boolean' },
-  tailnet: { type: 'string' }, user: { type: 'string' },
+  tailnet: { type: 'string' }, user: { type: 'string' }, 'relay-map': { type: 'string' }, 'relay-secret-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -185,13 +189,15 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const ephemeralMs = v['ephemeral-timeout'] ? parseDuration(v['ephemeral-timeout'] as string) : 30 * 60_000;
   const keepaliveMs = testKnob('WARREN_CONTROL_KEEPALIVE', 30_000);
   const housekeepingMs = testKnob('WARREN_CONTROL_HOUSEKEEPING', 10_000);
+  const relayMap = v['relay-map'] ? loadRelayMapFile(v['relay-map'] as string) : undefined;
+  const relaySecret = v['relay-secret-file'] ? readSecretFile(v['relay-secret-file'] as string, '--relay-secret-file') : undefined;
 
   const log = stderrLogger('warren-control');
   const cert = selfSigned ? await loadOrCreateSelfSigned(stateDir, { commonName: 'warren-control' }) : loadCertFiles(certFile!, keyFile!);
   const store = SqliteStore.open(dbPath);
   const server = new ControlServer({
     store, serverKey: loadOrCreateServerKey(stateDir), tls: { cert: cert.certPem, key: cert.keyPem }, host, port, log,
-    keepaliveMs, ephemeralTimeoutMs: ephemeralMs, defaultKeyExpiryMs: keyExpiryMs, housekeepingMs,
+    keepaliveMs, ephemeralTimeoutMs: ephemeralMs, defaultKeyExpiryMs: keyExpiryMs, housekeepingMs, relayMap, relaySecret,
   });
   const bound = await server.start();
   const admin = adminServer((v['admin-socket'] as string | undefined) ?? DEFAULT_ADMIN_SOCKET, store, server, Date.now, (msg) => log('debug', msg));

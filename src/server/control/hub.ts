@@ -28,6 +28,8 @@ export class Hub {
   private readonly tailnetOf = new WeakMap<MapSession, string>();
   private queue: Promise<unknown> = Promise.resolve();
   private published = 0;
+  /** Hear every published batch of changes, synchronously, inside the serial queue (relay admission). */
+  readonly listeners = new Set<(changes: LoggedChange[]) => void>();
 
   constructor(private readonly o: HubOptions) {}
 
@@ -51,6 +53,7 @@ export class Hub {
       const version = await this.o.store.appendChange(c);
       this.outbox.push({ version, change: c });
     }
+    for (const l of this.listeners) l(changes);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());

@@ -20,6 +20,8 @@ import {
   type RelayMap,
 } from '../../wire/control.js';
 import type { Logger } from '../../util/log.js';
+import { RelayAdmission, refuseAdmissionDisabled } from './relay-admission.js';
+import { ADMISSION_PATH } from '../../wire/relay-admission.js';
 
 export interface ControlServerOptions {
   store: Store;
@@ -31,6 +33,8 @@ export interface ControlServerOptions {
   keepaliveMs: number;
   /** Relay regions handed to every node in its netmap (none by default). */
   relayMap?: RelayMap;
+  /** The secret relays present on the admission stream; without it relay admission is off. */
+  relaySecret?: Uint8Array;
   ephemeralTimeoutMs: number;
   defaultKeyExpiryMs: number;
   housekeepingMs: number;
@@ -64,16 +68,23 @@ export class ControlServer {
   private readonly now: () => number;
   private housekeeping: NodeJS.Timeout | null = null;
   private readonly pending = new Set<MapSession>();
+  readonly relayAdmission: RelayAdmission | null = null;
 
   constructor(private readonly o: ControlServerOptions) {
     this.now = o.now ?? Date.now;
     this.challenges = new Challenges(this.now);
     this.hub = new Hub({ store: o.store, keepaliveMs: o.keepaliveMs, now: this.now, log: o.log, relayMap: o.relayMap });
+    if (o.relaySecret) {
+      const ra = new RelayAdmission({ store: o.store, secret: o.relaySecret, keepaliveMs: o.keepaliveMs, log: o.log, now: this.now });
+      this.hub.listeners.add((changes) => ra.onChanges(changes));
+      this.relayAdmission = ra;
+    }
   }
 
   async start(): Promise<number> {
     await this.o.store.setAllOffline(this.now());
     await this.o.store.appendChange({ op: 'resync' });
+    if (this.relayAdmission) await this.hub.serial(() => this.relayAdmission!.load());
     const srv = createServer({ cert: this.o.tls.cert, key: this.o.tls.key, requestTimeout: 30_000, headersTimeout: 15_000 });
     srv.on('request', (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res));
     srv.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -90,6 +101,7 @@ export class ControlServer {
 
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    this.relayAdmission?.close();
     for (const s of [...this.hub.sessions.values(), ...this.pending]) s.close();
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
@@ -193,6 +205,11 @@ export class ControlServer {
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === ADMISSION_PATH) {
+      if (this.relayAdmission) this.relayAdmission.handleUpgrade(req, socket, head, (fn) => this.hub.serial(fn));
+      else refuseAdmissionDisabled(socket);
+      return;
+    }
     if (path !== '/v1/map' || (req.headers.upgrade ?? '').toLowerCase() !== MAP_UPGRADE_PROTOCOL) {
       const body = JSON.stringify({ error: `only /v1/map upgrades, to ${MAP_UPGRADE_PROTOCOL}`, code: 'bad_upgrade' });
       socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
