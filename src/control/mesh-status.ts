@@ -50,5 +50,7 @@ export interface MeshStatus {
   endpoints: string[];
   /** Relay connections: region, whether connected, whether it is home. */
   relays: Array<{ region: number; code: string; connected: boolean; home: boolean }>;
+  /** NAT traversal counters (disco and relay traffic, drops by reason). */
+  natCounters: Record<string, number>;
   device: DeviceStatus;
 }

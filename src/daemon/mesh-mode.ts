@@ -255,6 +255,7 @@ export class MeshNode {
       netmapVersion: this.version,
       endpoints: this.traversal.endpoints(),
       relays: this.traversal.relayStatus(),
+      natCounters: { ...this.traversal.counters },
       device: device ?? { publicKey: '', listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [], drops: {}, counters: {} },
     };
   }

@@ -74,6 +74,8 @@ interface PeerEntry {
   /** With no relay at all, the netmap's first endpoint is a reasonable first guess. */
   guess: DirectAddr | null;
   lastPath: string;
+  /** Last time (clock ms) traffic or a ping was seen for this peer. */
+  lastActive: number;
 }
 
 export interface PingResult {
@@ -126,7 +128,11 @@ export class Traversal {
   private relayMap: RelayMap = { regions: [] };
   private stopped = false;
   private lastRestun = 0;
-  readonly counters = { disco_rx: 0, disco_tx: 0, disco_bad: 0, disco_unknown_sender: 0, relay_rx_unknown_peer: 0, stun_rx: 0 };
+  readonly counters = {
+    disco_rx: 0, disco_tx: 0, disco_bad: 0, disco_unknown_sender: 0, stun_rx: 0,
+    /** WireGuard messages carried by relays, each way. */
+    relay_wg_rx: 0, relay_wg_tx: 0, relay_rx_unknown_peer: 0,
+  };
 
   constructor(private readonly o: TraversalOptions) {
     this.clock = o.clock ?? systemClock;
@@ -147,7 +153,13 @@ export class Traversal {
       datagrams: (items) => this.fromSocket(items),
       relaySend: (items) => this.toRelay(items),
       activity: (keys) => {
-        for (const k of keys) this.peers.get(k)?.paths.noteTraffic();
+        const now = this.clock.now();
+        for (const k of keys) {
+          const e = this.peers.get(k);
+          if (!e) continue;
+          e.lastActive = now;
+          e.paths.noteTraffic();
+        }
         this.kick();
       },
     };
@@ -202,7 +214,7 @@ export class Traversal {
       const entry: PeerEntry = {
         key: p.nodeKey, keyBytes: new Uint8Array(Buffer.from(p.nodeKey, 'base64')), handle, name: p.name,
         disco: new Uint8Array(Buffer.from(p.discoKey, 'base64')), discoB64: p.discoKey, homeRegion: 0,
-        paths: null as unknown as PeerPaths, pushed: '', guess: null, lastPath: '',
+        paths: null as unknown as PeerPaths, pushed: '', guess: null, lastPath: '', lastActive: -Infinity,
       };
       entry.paths = new PeerPaths({
         clock: this.clock,
@@ -367,6 +379,7 @@ export class Traversal {
       this.counters.relay_rx_unknown_peer++;
       return;
     }
+    this.counters.relay_wg_rx++;
     this.o.engine.relayReceive([{ data, addr: encodeRelayEndpoint(region, e.handle) }]);
   }
 
@@ -375,6 +388,7 @@ export class Traversal {
       if (d.addr.length !== ENDPOINT_LEN) continue;
       const e = this.byHandle.get(relayHandle(d.addr));
       if (!e) continue;
+      this.counters.relay_wg_tx++;
       this.relays.send(endpointPort(d.addr), e.keyBytes, d.data);
     }
   }
@@ -393,15 +407,16 @@ export class Traversal {
   }
 
   private checkEndpoints(): void {
-    const now = this.endpoints().join(',');
-    if (now === this.lastEndpoints) return;
+    const list = this.endpoints().join(',');
+    if (list === this.lastEndpoints) return;
     const first = this.lastEndpoints === '';
-    this.lastEndpoints = now;
+    this.lastEndpoints = list;
     if (first) return;
-    this.o.log('info', `our endpoints: ${now || '(none)'}`);
+    this.o.log('info', `our endpoints: ${list || '(none)'}`);
     this.o.onEndpointsChanged();
-    // Peers we talk to hear it at once (control's delta follows).
-    for (const e of this.peers.values()) if (e.paths.status().path.kind !== 'none') this.sendCallMeMaybe(e);
+    // Peers we talk to hear it at once (control's delta follows); idle ones learn it from control.
+    const now = this.clock.now();
+    for (const e of this.peers.values()) if (now - e.lastActive < this.o.timers.sessionActiveMs) this.sendCallMeMaybe(e);
   }
 
   private restunSoon(): void {
@@ -469,6 +484,7 @@ export class Traversal {
   async ping(key: string, timeoutMs: number): Promise<PingResult> {
     const e = this.peers.get(key);
     if (!e) throw new Error('no such peer');
+    e.lastActive = this.clock.now();
     e.paths.noteTraffic();
     this.kick();
     const path = e.paths.current();

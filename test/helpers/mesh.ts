@@ -67,68 +67,83 @@ export class MeshLab {
 
   async control(opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<ControlHandle> {
     const { ns, addr } = await this.host('ctl');
-    const dir = mkdtempSync(join(tmpdir(), 'warren-ctl-'));
-    this.lab.trackPath(dir);
-    const adminSocket = join(dir, 'admin.sock');
-    const testKnobs: Record<string, string> = this.env['WARREN_TEST_MODE'] === '1' ? { WARREN_CONTROL_KEEPALIVE: '2s', WARREN_CONTROL_HOUSEKEEPING: '300ms' } : {};
-    const env = { ...this.env, ...testKnobs, ...opts.env };
-    const start = async (): Promise<LabProc> => {
-      const p = this.lab.spawn(ns, ['node', WARREN_CONTROL, 'serve', '--listen', `${addr}:8443`, '--db', `sqlite:${join(dir, 'control.db')}`,
-        '--tls-self-signed', '--admin-socket', adminSocket, ...(opts.args ?? [])], { name: 'warren-control', env });
-      await p.waitForOutput(/ready/, 20_000);
-      return p;
-    };
-    const h: ControlHandle = {
-      ns, dir, url: `https://${addr}:8443`, fingerprint: '', adminSocket, proc: await start(),
-      admin: (args) => this.lab.sh(ns, ['node', WARREN_CONTROL, ...args, '--admin-socket', adminSocket], { allowFail: true }),
-      authkey: async (flags = ['--reusable']) => {
-        const r = await h.admin(['authkey', 'create', ...flags]);
-        if (r.code !== 0) throw new Error(`authkey create: ${r.stderr}`);
-        return r.stdout.trim();
-      },
-      restart: async () => {
-        await h.proc.stop('SIGTERM');
-        h.proc = await start();
-      },
-    };
-    const fp = await this.lab.sh(ns, ['node', WARREN_CONTROL, 'fingerprint', '--state-dir', dir]);
-    h.fingerprint = fp.stdout.trim();
-    return h;
+    return startControl(this.lab, ns, addr, { ...opts, env: { ...this.env, ...opts.env } });
   }
 
   async node(name: string, opts: { env?: Record<string, string> } = {}): Promise<NodeHandle> {
     const { ns, addr } = await this.host(name);
-    const dir = mkdtempSync(join(tmpdir(), `warren-${name}-`));
-    this.lab.trackPath(dir);
-    const socket = join(dir, 'warrend.sock');
-    const start = async (): Promise<LabProc> => {
-      const p = this.lab.spawn(ns, ['node', WARREND, '--state-dir', join(dir, 'state'), '--socket', socket, '--port', '41641'], { name: `warrend-${name}`, env: { ...this.env, ...opts.env } });
-      await p.waitForOutput(/ready: /, 20_000);
-      return p;
-    };
-    const h: NodeHandle = {
-      name, ns, addr, dir, socket, proc: await start(),
-      cli: (args) => this.lab.sh(ns, ['node', WARREN, '--socket', socket, ...args], { allowFail: true, timeoutMs: 60_000 }),
-      status: async () => {
-        const r = await h.cli(['status', '--json']);
-        if (r.code !== 0) throw new Error(`warren status (${name}): ${r.stderr}`);
-        return JSON.parse(r.stdout) as MeshStatus;
-      },
-      up: (key, extra = []) => h.cli(['up', ...(ctlUrl ? ['--login-server', ctlUrl] : []), ...(key ? ['--auth-key', key] : []), '--hostname', name,
-        ...(ctlFp ? ['--login-server-fingerprint', ctlFp] : []), ...extra]),
-      restart: async () => {
-        await h.proc.stop('SIGTERM');
-        h.proc = await start();
-      },
-    };
-    return h;
+    return startNode(this.lab, ns, addr, name, { env: { ...this.env, ...opts.env } });
   }
+}
+
+/**
+ * warren-control serving in namespace `ns` on `addr`:8443 (self-signed unless
+ * `args` give a certificate), with the test keepalive and housekeeping.
+ */
+export async function startControl(lab: Lab, ns: string, addr: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<ControlHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-ctl-'));
+  lab.trackPath(dir);
+  const adminSocket = join(dir, 'admin.sock');
+  const testKnobs: Record<string, string> = opts.env?.['WARREN_TEST_MODE'] === '1' ? { WARREN_CONTROL_KEEPALIVE: '2s', WARREN_CONTROL_HOUSEKEEPING: '300ms' } : {};
+  const env = { ...testKnobs, ...opts.env };
+  const tls = opts.args?.includes('--tls-cert') ? [] : ['--tls-self-signed'];
+  const start = async (): Promise<LabProc> => {
+    const p = lab.spawn(ns, ['node', WARREN_CONTROL, 'serve', '--listen', `${addr}:8443`, '--db', `sqlite:${join(dir, 'control.db')}`,
+      ...tls, '--admin-socket', adminSocket, ...(opts.args ?? [])], { name: 'warren-control', env });
+    await p.waitForOutput(/ready/, 20_000);
+    return p;
+  };
+  const h: ControlHandle = {
+    ns, dir, url: `https://${addr}:8443`, fingerprint: '', adminSocket, proc: await start(),
+    admin: (args) => lab.sh(ns, ['node', WARREN_CONTROL, ...args, '--admin-socket', adminSocket], { allowFail: true }),
+    authkey: async (flags = ['--reusable']) => {
+      const r = await h.admin(['authkey', 'create', ...flags]);
+      if (r.code !== 0) throw new Error(`authkey create: ${r.stderr}`);
+      return r.stdout.trim();
+    },
+    restart: async () => {
+      await h.proc.stop('SIGTERM');
+      h.proc = await start();
+    },
+  };
+  const certArg = opts.args?.indexOf('--tls-cert') ?? -1;
+  const fp = await lab.sh(ns, ['node', WARREN_CONTROL, 'fingerprint', ...(certArg >= 0 ? ['--tls-cert', opts.args![certArg + 1]!] : ['--state-dir', dir])]);
+  h.fingerprint = fp.stdout.trim();
+  return h;
+}
+
+/** warrend (mesh mode, UDP 41641) in namespace `ns`; `addr` is just remembered. */
+export async function startNode(lab: Lab, ns: string, addr: string, name: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<NodeHandle> {
+  const dir = mkdtempSync(join(tmpdir(), `warren-${name}-`));
+  lab.trackPath(dir);
+  const socket = join(dir, 'warrend.sock');
+  const start = async (): Promise<LabProc> => {
+    const p = lab.spawn(ns, ['node', WARREND, '--state-dir', join(dir, 'state'), '--socket', socket, '--port', '41641', ...(opts.args ?? [])], { name: `warrend-${name}`, env: opts.env });
+    await p.waitForOutput(/ready: /, 20_000);
+    return p;
+  };
+  const h: NodeHandle = {
+    name, ns, addr, dir, socket, proc: await start(),
+    cli: (args) => lab.sh(ns, ['node', WARREN, '--socket', socket, ...args], { allowFail: true, timeoutMs: 60_000 }),
+    status: async () => {
+      const r = await h.cli(['status', '--json']);
+      if (r.code !== 0) throw new Error(`warren status (${name}): ${r.stderr}`);
+      return JSON.parse(r.stdout) as MeshStatus;
+    },
+    up: (key, extra = []) => h.cli(['up', ...(ctlUrl ? ['--login-server', ctlUrl] : []), ...(key ? ['--auth-key', key] : []), '--hostname', name,
+      ...(ctlFp ? ['--login-server-fingerprint', ctlFp] : []), ...extra]),
+    restart: async () => {
+      await h.proc.stop('SIGTERM');
+      h.proc = await start();
+    },
+  };
+  return h;
 }
 
 let ctlUrl = '';
 let ctlFp = '';
 /** Nodes' `up()` uses this control server by default. */
-export function useControl(c: ControlHandle): void {
+export function useControl(c: { url: string; fingerprint: string }): void {
   ctlUrl = c.url;
   ctlFp = c.fingerprint;
 }
