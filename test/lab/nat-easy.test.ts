@@ -66,6 +66,7 @@ describe('easy NAT ↔ easy NAT', { timeout: 150_000 }, () => {
     assert.match(lines[0]!, /^pong from eb via relay\(lab\) in [\d.]+ ms$/, 'the first pong comes through the relay');
     assert.match(lines.at(-1)!, /^pong from eb via 11\.\d+\.0\.\d+:\d+ in [\d.]+ ms$/, 'then a direct path, to b\'s public address');
     assert.ok(Date.now() - started < 5000 + 2000, 'direct within 5 s (plus CLI start-up)');
+    await waitFor('b uses a direct path to a', async () => (await peerPath(b.node, 'ea'))?.startsWith('11.') ?? false, { timeoutMs: 5000 });
   });
 
   test('netcheck: UDP, public endpoint, mapping does not vary, relay latency', async () => {
