@@ -154,16 +154,22 @@ export class Traversal {
       relaySend: (items) => this.toRelay(items),
       activity: (keys) => {
         const now = this.clock.now();
+        const wasIdle = !this.anyActive();
         for (const k of keys) {
           const e = this.peers.get(k);
           if (!e) continue;
           e.lastActive = now;
           e.paths.noteTraffic();
         }
+        if (wasIdle && now - this.lastRestun >= this.o.timers.reStunMs) void this.restun();
         this.kick();
       },
     };
-    this.periodic.push(setInterval(() => void this.restun(), o.timers.reStunMs));
+    // Re-STUN only while some peer is active (as Tailscale does): an idle node sends nothing
+    // but the 5-minute netcheck, and activity re-STUNs when it is due.
+    this.periodic.push(setInterval(() => {
+      if (this.anyActive()) void this.restun();
+    }, o.timers.reStunMs));
     this.periodic.push(setInterval(() => void this.netcheck().catch(() => undefined), o.timers.netcheckMs));
     this.periodic.push(setInterval(() => this.checkEndpoints(), Math.min(5000, o.timers.reStunMs)));
     for (const t of this.periodic) t.unref();
@@ -417,6 +423,12 @@ export class Traversal {
     // Peers we talk to hear it at once (control's delta follows); idle ones learn it from control.
     const now = this.clock.now();
     for (const e of this.peers.values()) if (now - e.lastActive < this.o.timers.sessionActiveMs) this.sendCallMeMaybe(e);
+  }
+
+  private anyActive(): boolean {
+    const now = this.clock.now();
+    for (const e of this.peers.values()) if (now - e.lastActive < this.o.timers.sessionActiveMs) return true;
+    return false;
   }
 
   private restunSoon(): void {
