@@ -6,9 +6,9 @@
  */
 import { networkInterfaces } from 'node:os';
 
-export function localEndpoints(port: number, tun: string): string[] {
+export function localEndpoints(port: number, tun: string, ifaces: ReturnType<typeof networkInterfaces> = networkInterfaces()): string[] {
   const out: string[] = [];
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+  for (const [name, addrs] of Object.entries(ifaces)) {
     if (name === tun || name === 'lo') continue;
     for (const a of addrs ?? []) {
       if (a.internal) continue;

@@ -101,8 +101,8 @@ const CGNAT = ipaddr.parseCIDR('100.64.0.0/10');
  * carrier-NAT space (100.64.0.0/10) — that is only ever the inside of someone
  * else's NAT, and it is also where tailnet addresses live.
  */
-export function lanEndpoints(port: number, tun: string): string[] {
-  return localEndpoints(port, tun).filter((e) => {
+export function lanEndpoints(port: number, tun: string, ifaces?: Parameters<typeof localEndpoints>[2]): string[] {
+  return localEndpoints(port, tun, ifaces).filter((e) => {
     const p = parseEndpoint(e);
     if (!p || p.ip.includes(':')) return p !== null;
     return !ipaddr.parse(p.ip).match(CGNAT);

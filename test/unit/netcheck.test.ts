@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { chooseHome, mappingVaries, runNetcheck, type RegionLatency } from '../../src/nat/netcheck.js';
 import type { StunResult } from '../../src/nat/stun-client.js';
 import type { RelayRegion } from '../../src/wire/control.js';
+import { lanEndpoints } from '../../src/nat/traversal.js';
+import type { NetworkInterfaceInfo } from 'node:os';
 
 const res = (server: string, mapped: string, rttMs = 10): StunResult => {
   const [ip, port] = mapped.split(':');
@@ -75,4 +77,18 @@ test('home region: hysteresis keeps the current one unless another is clearly be
   assert.equal(chooseHome(2, l(1, 3)), 2, 'less than 5 ms apart: stay');
   assert.equal(chooseHome(2, l(30, null)), 1, 'home unreachable: move');
   assert.equal(chooseHome(2, l(null, null)), 2, 'nothing reachable: keep what we have');
+});
+
+test('LAN candidates: interface addresses with the data port, never carrier-NAT space, the tunnel or loopback', () => {
+  const a = (address: string, family: 'IPv4' | 'IPv6', internal = false): NetworkInterfaceInfo => ({
+    address, family, internal, netmask: family === 'IPv4' ? '255.255.255.0' : 'ffff:ffff:ffff:ffff::', mac: '00:00:00:00:00:00', cidr: null,
+    ...(family === 'IPv6' ? { scopeid: 0 } : {}),
+  }) as NetworkInterfaceInfo;
+  const eps = lanEndpoints(41641, 'warren0', {
+    lo: [a('127.0.0.1', 'IPv4', true)],
+    eth0: [a('192.168.1.20', 'IPv4'), a('fe80::1', 'IPv6'), a('2001:db8::20', 'IPv6')],
+    wwan0: [a('100.72.3.4', 'IPv4')], // a phone's carrier-NAT address: only the inside of someone else's NAT
+    warren0: [a('100.64.0.7', 'IPv4')],
+  });
+  assert.deepEqual(eps, ['192.168.1.20:41641', '[2001:db8::20]:41641']);
 });
