@@ -146,7 +146,7 @@ export class RelayConn {
       const deadline = 2 * this.host.keepaliveMs;
       if (idle < deadline) return this.armDeadline(deadline - idle);
       this.host.counters.deadlineExpired++;
-      this.host.log('debug', `relay client ${this.remote} (${this.keyB64}): silent for ${idle} ms; closing`);
+      this.host.log('debug', `relay client ${this.remote} (${this.keyB64}): silent for ${Math.round(idle)} ms; closing`);
       this.close();
     }, Math.max(1, ms));
   }
