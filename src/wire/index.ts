@@ -2,11 +2,13 @@
  * Wire formats as pure codecs: bytes in, fields out, no I/O and no state
  * (beyond the map-stream frame reassembler's buffer).
  * Decoders return null on anything malformed and never throw on garbage.
- * Today: WireGuard messages, STUN (stun.ts) and control-protocol messages (zod schemas, the
- * map-stream framing, possession proofs). Later: disco, relay frames,
- * NAT-PMP, PCP. Depends only on src/crypto (the proofs' NaCl box).
+ * Today: WireGuard messages, STUN (stun.ts), control-protocol messages (zod schemas, the
+ * map-stream framing, possession proofs) and the relay's frames and admission
+ * stream (relay-frames.ts, relay-admission.ts). Later: disco, NAT-PMP, PCP. Depends only on src/crypto (the proofs' NaCl box).
  */
 export * from './wireguard.js';
 export * from './control.js';
 export * from './control-frames.js';
 export * from './stun.js';
+export * from './relay-frames.js';
+export * from './relay-admission.js';

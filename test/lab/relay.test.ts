@@ -128,6 +128,7 @@ before(async () => {
   relay = await startRelay(relayNs, h.addr, 443, secretFile, join(dir, 'relay-state'));
   await relay.waitForOutput(/ready/, 20_000);
   await relay.waitForOutput(/admission stream to .* up/, 20_000);
+  assert.match(relay.output(), new RegExp(`STUN listening on ${h.addr.replaceAll('.', '\\.')}:3478`));
   relayUrl = `https://${h.addr}:443`;
   relayFp = (await lab.sh(relayNs, ['node', WARREN_RELAY, 'fingerprint', '--state-dir', join(dir, 'relay-state')])).stdout.trim();
   assert.match(relayFp, /^sha256:[0-9a-f]{64}$/);
@@ -272,4 +273,10 @@ test('one relay holds 1,000 concurrent clients (memory per client from the relay
   } finally {
     await swarm.stop();
   }
+});
+
+test('SIGTERM stops the relay cleanly', async () => {
+  const st = await relay.stop('SIGTERM');
+  assert.equal(st.code, 0, relay.tail());
+  assert.match(relay.output(), /SIGTERM: shutting down/);
 });

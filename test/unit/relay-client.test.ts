@@ -166,7 +166,7 @@ describe('half-open connections (client side)', () => {
     c.start();
     await until('two read deadlines and a third connection', () => c.stats.deadlineExpired >= 2 && upgrades >= 3, 5000);
     // The relay asked for 100 ms keepalives: 200 ms of silence is a dead connection.
-    assert.ok(deadlines.every((d) => d >= 190 && d < 600), `noticed after ${deadlines.join(', ')} ms`);
+    assert.ok(deadlines.every((d) => d >= 190 && d < 1000), `noticed after ${deadlines.join(', ')} ms`);
     await c.close();
     const n = upgrades;
     await new Promise((r) => setTimeout(r, 200));

@@ -131,8 +131,8 @@ export class AdmissionClient {
       this.o.set.apply(f.add, f.remove);
       return;
     }
-    // full: pages until `final`.
-    if (f.keepaliveMs !== this.kaMs) this.setKeepalive(f.keepaliveMs);
+    // full (first on every stream): control's keepalive interval, then pages until `final`.
+    this.setKeepalive(f.keepaliveMs);
     (this.pages ??= []).push(...f.nodes);
     if (!f.final) return;
     const nodes = this.pages;
