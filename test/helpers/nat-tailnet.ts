@@ -49,8 +49,12 @@ async function certFiles(dir: string, name: string, ip: string): Promise<{ cert:
   return { cert, key, fingerprint: c.fingerprint };
 }
 
-export async function createNatTailnet(tag: string, o: { relayArgs?: string[] } = {}): Promise<NatTailnet> {
-  const net = await createNatLab({ serverIps: 2, tag });
+/**
+ * With `coturn`, the relay map's STUN servers are a stock coturn (STUN only,
+ * on two more addresses) instead of warren-relay's own STUN server.
+ */
+export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; coturn?: boolean } = {}): Promise<NatTailnet> {
+  const net = await createNatLab({ serverIps: o.coturn ? 4 : 2, tag });
   const lab = net.lab;
   try {
     const [ip1, ip2] = net.serverIps as [string, string];
@@ -60,8 +64,15 @@ export async function createNatTailnet(tag: string, o: { relayArgs?: string[] } 
     const relayCert = await certFiles(dir, 'relay', ip1);
     const secret = join(dir, 'relay-secret');
     writeFileSync(secret, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const stunIps = o.coturn ? net.serverIps.slice(2, 4) : [ip1, ip2];
+    if (o.coturn) {
+      const coturn = lab.spawn(net.internet, ['turnserver', '-n', '-S', '-L', stunIps[0]!, '-L', stunIps[1]!, '-p', '3478', '--alt-listening-port=3479',
+        '--no-cli', '--no-tls', '--no-dtls', '--no-tcp', '-z', '-r', 'lab', '--db', join(dir, 'turndb'), '--pidfile', join(dir, 'turnserver.pid'),
+        '--log-file', 'stdout', '--simple-log'], { name: 'coturn' });
+      await coturn.waitForOutput(/listener opened on|Total (General|UDP) servers/i, 20_000);
+    }
     const relayMap: RelayMap = {
-      regions: [{ id: REGION.id, code: REGION.code, name: 'Lab relay', nodes: [{ name: 'relay1', url: `https://${ip1}:${RELAY_PORT}`, fingerprint: relayCert.fingerprint, stun: [`${ip1}:3478`, `${ip2}:3478`] }] }],
+      regions: [{ id: REGION.id, code: REGION.code, name: 'Lab relay', nodes: [{ name: 'relay1', url: `https://${ip1}:${RELAY_PORT}`, fingerprint: relayCert.fingerprint, stun: stunIps.map((ip) => `${ip}:3478`) }] }],
     };
     const mapFile = join(dir, 'relay-map.json');
     writeFileSync(mapFile, JSON.stringify(relayMap), { mode: 0o600 });
@@ -70,7 +81,8 @@ export async function createNatTailnet(tag: string, o: { relayArgs?: string[] } 
       args: ['--tls-cert', ctlCert.cert, '--tls-key', ctlCert.key, '--relay-map', mapFile, '--relay-secret-file', secret],
     });
     const startRelay = async (): Promise<LabProc> => {
-      const p = lab.spawn(net.internet, ['node', WARREN_RELAY, '--listen', `${ip1}:${RELAY_PORT}`, '--stun-listen', `${ip1}:3478`, '--stun-listen', `${ip2}:3478`,
+      const stun = o.coturn ? [] : ['--stun-listen', `${ip1}:3478`, '--stun-listen', `${ip2}:3478`];
+      const p = lab.spawn(net.internet, ['node', WARREN_RELAY, '--listen', `${ip1}:${RELAY_PORT}`, ...stun,
         '--tls-cert', relayCert.cert, '--tls-key', relayCert.key, '--region-code', REGION.code,
         '--control', control.url, '--control-fingerprint', ctlCert.fingerprint, '--control-secret-file', secret, ...(o.relayArgs ?? [])],
       { name: 'warren-relay', env: { ...TEST_ENV, WARREN_RELAY_KEEPALIVE: '2s' } });
