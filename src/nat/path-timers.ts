@@ -4,6 +4,10 @@
  * magicsock constants; TEST is shorter so namespace-lab tests finish in
  * seconds (warrend takes it only with WARREN_TEST_MODE=1, see
  * src/daemon/test-mode.ts). Tune with measurements.
+ *
+ * Not in DESIGN.md, Warren's own: minPingGapMs (how fast a peer can make us
+ * ping an address), pingTimeoutMs (Tailscale's 5 s ping timeout) and
+ * learnedTtlMs (two upgrade intervals).
  */
 export interface PathTimers {
   /** Ping the chosen direct path this often while the session is active (keeps NAT mappings open). */
@@ -57,7 +61,8 @@ export const PRODUCTION_PATH_TIMERS: PathTimers = Object.freeze({
  * restored path is found before the next upgrade round; the session goes idle
  * after 10 s so lab tests can see heartbeats stop (and conntrack entries with a
  * 10 s UDP timeout expire) within a minute; upgrade, re-STUN and netcheck are
- * short enough for "back to direct" and "new WAN address" checks (≤ 15 s).
+ * short enough for "back to direct" and "new WAN address" checks (≤ 15 s);
+ * learned candidates outlive two test sessions' idle windows.
  * Latency thresholds do not scale with time and stay as in production.
  */
 export const TEST_PATH_TIMERS: PathTimers = Object.freeze({
