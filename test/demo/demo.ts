@@ -3,19 +3,24 @@
  *  1. a tailnet: warren-control (self-signed, pinned) and three warrend nodes
  *     on one LAN join with one auth key and ping each other by tailnet IP;
  *     `warren status` and `warren-control nodes list` are shown;
- *  2. plain WireGuard mode: warrend and stock wireguard-go, pings both ways.
- * Grows as the relay and NAT traversal land.
+ *  2. across NATs: control, relay and STUN on an "internet" namespace, a home
+ *     Pi and a laptop behind two home routers (easy NAT) and a phone behind
+ *     carrier-grade NAT with a hard mapping; netcheck, the first pings through
+ *     the relay and the switch to a direct path, the phone staying relayed;
+ *  3. plain WireGuard mode: warrend and stock wireguard-go, pings both ways.
  */
 import { Lab, twoHosts } from '../helpers/lab.js';
 import { genKeyPair, startWireguardGo, wireguardGoVersion } from '../helpers/wg.js';
 import { startWarrend, wgQuickText, type WarrendSpec } from '../helpers/warrend.js';
 import { MeshLab, useControl } from '../helpers/mesh.js';
+import { createNatTailnet } from '../helpers/nat-tailnet.js';
 
 const say = (s: string): void => void process.stdout.write(`\n\x1b[1m== ${s}\x1b[0m\n`);
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('make demo needs root (network namespaces, TUN)');
   await tailnet();
+  await acrossNats();
   const lab = Lab.create('demo');
   try {
     say('Plain WireGuard mode. Two hosts in network namespaces, joined by a veth');
@@ -83,6 +88,38 @@ async function tailnet(): Promise<void> {
     process.stdout.write((await c.admin(['nodes', 'list'])).stdout.replace(/^/gm, '  '));
   } finally {
     await lab.cleanup();
+  }
+}
+
+async function acrossNats(): Promise<void> {
+  say('Across NATs: control, relay (HTTPS :443) and STUN (two addresses) on an "internet" namespace');
+  const tn = await createNatTailnet('demonat', { env: { WARREN_TEST_MODE: '0', WARREN_LOG: 'info' } });
+  try {
+    console.log(`  control ${tn.control.url}\n  relay   ${tn.relay.url}   pin ${tn.relay.fingerprint}`);
+    const pi = await tn.node('homepi', { nat: 'easy' });
+    const laptop = await tn.node('laptop', { nat: 'easy' });
+    const phone = await tn.node('phone', { nat: 'hard', cgnat: true, cgnatKind: 'hard' });
+    for (const [m, what] of [[pi, 'behind a home router (easy NAT)'], [laptop, 'behind a café router (easy NAT)'], [phone, 'behind carrier-grade NAT (hard NAT)']] as const) {
+      console.log(`  ${m.node.name.padEnd(8)} LAN ${m.site.lanIp.padEnd(14)} seen on the internet as ${m.site.publicIp}   ${what}`);
+    }
+    for (const m of [pi, phone]) {
+      say(`${m.node.name}: warren netcheck`);
+      process.stdout.write((await m.node.cli(['netcheck'])).stdout.replace(/^/gm, '  '));
+    }
+    say('laptop: warren ping homepi   (first via the relay, then direct once both sides have punched through)');
+    const r = await laptop.node.cli(['ping', '-c', '10', '--interval', '300', '--until-direct', 'homepi']);
+    process.stdout.write(r.stdout.replace(/^/gm, '  '));
+    const piIp = (await pi.node.cli(['ip', '-4'])).stdout.trim();
+    say(`laptop: ping ${piIp}   (homepi, through the tunnel on the direct path)`);
+    const p1 = await tn.net.lab.sh(laptop.site.host, ['ping', '-c', '3', '-i', '0.3', '-W', '2', piIp], { allowFail: true });
+    process.stdout.write(p1.stdout.replace(/^/gm, '  '));
+    say('phone: warren ping homepi   (no direct path through a hard carrier NAT: stays on the relay)');
+    const r2 = await phone.node.cli(['ping', '-c', '3', '--interval', '300', 'homepi']);
+    process.stdout.write(r2.stdout.replace(/^/gm, '  '));
+    say('laptop: warren status');
+    process.stdout.write((await laptop.node.cli(['status'])).stdout.replace(/^/gm, '  '));
+  } finally {
+    await tn.close();
   }
 }
 

@@ -53,7 +53,8 @@ async function certFiles(dir: string, name: string, ip: string): Promise<{ cert:
  * With `coturn`, the relay map's STUN servers are a stock coturn (STUN only,
  * on two more addresses) instead of warren-relay's own STUN server.
  */
-export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; coturn?: boolean } = {}): Promise<NatTailnet> {
+export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; coturn?: boolean; env?: Record<string, string> } = {}): Promise<NatTailnet> {
+  const env = o.env ?? TEST_ENV;
   const net = await createNatLab({ serverIps: o.coturn ? 4 : 2, tag });
   const lab = net.lab;
   try {
@@ -77,7 +78,7 @@ export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; c
     const mapFile = join(dir, 'relay-map.json');
     writeFileSync(mapFile, JSON.stringify(relayMap), { mode: 0o600 });
     const control = await startControl(lab, net.internet, ip1, {
-      env: TEST_ENV,
+      env,
       args: ['--tls-cert', ctlCert.cert, '--tls-key', ctlCert.key, '--relay-map', mapFile, '--relay-secret-file', secret],
     });
     const startRelay = async (): Promise<LabProc> => {
@@ -85,7 +86,7 @@ export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; c
       const p = lab.spawn(net.internet, ['node', WARREN_RELAY, '--listen', `${ip1}:${RELAY_PORT}`, ...stun,
         '--tls-cert', relayCert.cert, '--tls-key', relayCert.key, '--region-code', REGION.code,
         '--control', control.url, '--control-fingerprint', ctlCert.fingerprint, '--control-secret-file', secret, ...(o.relayArgs ?? [])],
-      { name: 'warren-relay', env: { ...TEST_ENV, WARREN_RELAY_KEEPALIVE: '2s' } });
+      { name: 'warren-relay', env: env['WARREN_TEST_MODE'] === '1' ? { ...env, WARREN_RELAY_KEEPALIVE: '2s' } : env });
       await p.waitForOutput(/ready|listening/i, 20_000);
       return p;
     };
@@ -102,7 +103,7 @@ export async function createNatTailnet(tag: string, o: { relayArgs?: string[]; c
       net, control, relay, key,
       async node(name, siteOpts, opts = {}) {
         const site = await net.addSite(name, siteOpts);
-        const node = await startNode(lab, site.host, site.lanIp, name, { env: TEST_ENV });
+        const node = await startNode(lab, site.host, site.lanIp, name, { env });
         if (opts.up !== false) {
           const r = await node.up(key, opts.upArgs ?? []);
           if (r.code !== 0) throw new Error(`warren up (${name}): ${r.stderr}${r.stdout}`);
