@@ -16,10 +16,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import {
   DEFAULT_RELAY_KEEPALIVE_MS, FRAME_TYPE, MAX_PACKET_LEN, PING_LEN, RELAY_KEY_LEN, RELAY_PATH,
-  RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodePacketFrame, encodeRelayFrame, makeRelayProof, type RelayFrame,
+  RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodePacketFrame, encodeRelayFrame, makeRelayProof, relayChannel,
+  type RelayFrame,
 } from '../wire/relay-frames.js';
 import { PinnedTls } from '../control/pinned-tls.js';
 import { backoffDelay, httpsUpgrade, UpgradeRefusedError } from '../util/https-upgrade.js';
@@ -216,7 +217,8 @@ export class RelayClient {
         if (phase === 'challenge') {
           if (f.type !== 'server-challenge') return fail(new Error(`relay sent ${f.type} before its challenge`));
           try {
-            socket.write(encodeRelayFrame(makeRelayProof(f, this.o.nodeKey)));
+            const channel = relayChannel(socket as TLSSocket);
+            socket.write(encodeRelayFrame(makeRelayProof(f, this.o.nodeKey, channel)));
           } catch (e) {
             return fail(new Error(`cannot answer the relay's challenge: ${(e as Error).message}`));
           }

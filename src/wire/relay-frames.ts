@@ -10,7 +10,7 @@
  * with these payloads (keys are 32-byte X25519 public keys):
  *
  *   0x01 server-challenge  server key (32) | nonce (24)          trailing bytes ignored
- *   0x02 client-proof      node key (32)   | box (41..72)        box of nonce || "node:relay"
+ *   0x02 client-proof      node key (32)   | box (41..72)        proof bound to nonce and TLS exporter
  *   0x03 server-ok         keepalive ms u32 BE                  trailing bytes ignored
  *   0x04 server-refused    reason (UTF-8, ≤ 1024 bytes)
  *   0x05 send-packet       destination key (32) | packet
@@ -30,6 +30,7 @@
  * Pure: encoders return fresh Buffers; decoders return views into the input
  * (copy what you keep) and never throw.
  */
+import { createHash } from 'node:crypto';
 import { makeProof, toB64, verifyProof, type ProofPurpose } from './control.js';
 
 /** `GET` path of the relay upgrade, and its `Upgrade:` token. */
@@ -345,18 +346,40 @@ export class RelayFrameReader {
 
 /** The proof purpose of a relay login (control.ts's possession-proof scheme). */
 export const RELAY_PROOF_PURPOSE = 'node:relay' satisfies ProofPurpose;
+/** TLS keying-material exporter (RFC 5705 / RFC 8446 §7.5) that binds a proof to its TLS connection. */
+export const RELAY_EXPORTER_LABEL = 'EXPORTER-warren-relay-proof';
+export const RELAY_EXPORTER_LEN = 32;
+
+/** This connection's exporter value (a TLS socket's, with an empty context); both ends bind proofs to it. */
+export function relayChannel(tls: { exportKeyingMaterial(length: number, label: string, context: Buffer): Buffer }): Uint8Array {
+  return tls.exportKeyingMaterial(RELAY_EXPORTER_LEN, RELAY_EXPORTER_LABEL, Buffer.alloc(0));
+}
 
 /**
- * The client-proof frame answering a server-challenge: control.ts's
- * possession proof for 'node:relay', carried as bytes (the nonce is the
- * challenge's, so it is not repeated). Throws CryptoError on a low-order server key.
+ * The nonce a relay proof is sealed with: SHA-256("warren-relay/1 proof" ||
+ * challenge nonce || TLS exporter)[0..24]. Mixing in the exporter of this TLS
+ * connection means a proof is good on this connection only: a relay that
+ * passes another relay's challenge to its own client (to log in elsewhere as
+ * that client) gets a proof the other relay's connection cannot open.
  */
-export function makeRelayProof(challenge: { serverKey: Uint8Array; nonce: Uint8Array }, node: { privateKey: Uint8Array; publicKey: Uint8Array }): RelayFrame {
-  const p = makeProof(RELAY_PROOF_PURPOSE, challenge.nonce, challenge.serverKey, node.privateKey, node.publicKey);
+export function relayProofNonce(nonce: Uint8Array, channel: Uint8Array): Uint8Array {
+  const h = createHash('sha256').update('warren-relay/1 proof').update(nonce).update(channel).digest();
+  return new Uint8Array(h.buffer, h.byteOffset, RELAY_NONCE_LEN);
+}
+
+/**
+ * The client-proof frame answering a server-challenge on the TLS connection
+ * whose exporter is `channel`: control.ts's possession proof for
+ * 'node:relay' over relayProofNonce(), carried as bytes (the nonce is not
+ * sent; both ends derive it). Throws CryptoError on a low-order server key.
+ */
+export function makeRelayProof(challenge: { serverKey: Uint8Array; nonce: Uint8Array }, node: { privateKey: Uint8Array; publicKey: Uint8Array }, channel: Uint8Array): RelayFrame {
+  const p = makeProof(RELAY_PROOF_PURPOSE, relayProofNonce(challenge.nonce, channel), challenge.serverKey, node.privateKey, node.publicKey);
   return { type: 'client-proof', nodeKey: node.publicKey, box: new Uint8Array(Buffer.from(p.box, 'base64')) };
 }
 
-/** The node key a client-proof proves for this connection's nonce, or null. Never throws. */
-export function verifyRelayProof(nodeKey: Uint8Array, box: Uint8Array, serverPrivate: Uint8Array, nonce: Uint8Array): Uint8Array | null {
-  return verifyProof({ key: toB64(nodeKey), nonce: toB64(nonce), box: toB64(box) }, RELAY_PROOF_PURPOSE, serverPrivate, nonce);
+/** The node key a client-proof proves for this connection (its nonce and TLS exporter), or null. Never throws. */
+export function verifyRelayProof(nodeKey: Uint8Array, box: Uint8Array, serverPrivate: Uint8Array, nonce: Uint8Array, channel: Uint8Array): Uint8Array | null {
+  const n = relayProofNonce(nonce, channel);
+  return verifyProof({ key: toB64(nodeKey), nonce: toB64(n), box: toB64(box) }, RELAY_PROOF_PURPOSE, serverPrivate, n);
 }

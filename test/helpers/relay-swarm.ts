@@ -19,7 +19,9 @@ import { open } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { publicKeyOf } from '../../src/crypto/x25519.js';
 import { normalizeFingerprint } from '../../src/control/pinned-tls.js';
-import { RELAY_PATH, RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodeRelayFrame, makeRelayProof } from '../../src/wire/relay-frames.js';
+import {
+  RELAY_PATH, RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodeRelayFrame, makeRelayProof, relayChannel,
+} from '../../src/wire/relay-frames.js';
 
 export interface SwarmInput {
   url: string;
@@ -122,7 +124,10 @@ export class Swarm {
           head = null;
         }
         const err = reader.push(data, (f) => {
-          if (f.type === 'server-challenge') s.write(encodeRelayFrame(makeRelayProof(f, { privateKey: m.priv, publicKey: m.pub })));
+          if (f.type === 'server-challenge') {
+            const channel = relayChannel(s);
+            s.write(encodeRelayFrame(makeRelayProof(f, { privateKey: m.priv, publicKey: m.pub }, channel)));
+          }
           else if (f.type === 'server-ok') {
             clearTimeout(timer);
             m.ok = true;

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { startInProcessServer, SimNode, keyPair, type InProcessServer, type KeyPair } from './sim-node.js';
 import { RelayServer, type RelayServerOptions } from '../../src/server/relay/server.js';
 import { AdmissionSet } from '../../src/server/relay/admission-set.js';
@@ -14,7 +15,8 @@ import { AdmissionClient } from '../../src/server/relay/admission-client.js';
 import { loadOrCreateSelfSigned } from '../../src/server/tls-cert.js';
 import { normalizeFingerprint } from '../../src/control/pinned-tls.js';
 import {
-  RELAY_PATH, RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodeRelayFrame, makeRelayProof, type RelayFrame,
+  RELAY_PATH, RELAY_UPGRADE_PROTOCOL, RelayFrameReader, encodeRelayFrame, makeRelayProof, relayChannel,
+  type RelayFrame,
 } from '../../src/wire/relay-frames.js';
 import type { Logger } from '../../src/util/log.js';
 import { httpsUpgrade } from '../../src/util/https-upgrade.js';
@@ -144,6 +146,11 @@ export class RawRelay {
     return this.of(type)[count - 1]!;
   }
 
+  /** This connection's TLS exporter, which every proof on it must be bound to. */
+  channel(): Uint8Array {
+    return relayChannel(this.socket as TLSSocket);
+  }
+
   send(f: RelayFrame): void {
     this.socket.write(encodeRelayFrame(f));
   }
@@ -155,7 +162,7 @@ export class RawRelay {
   /** Answer the challenge proving `key`; resolves with the server's verdict. */
   async login(key: KeyPair): Promise<RelayFrame> {
     const ch = await this.waitFor('server-challenge');
-    this.send(makeRelayProof(ch, key));
+    this.send(makeRelayProof(ch, key, this.channel()));
     await until('server-ok or server-refused', () => this.frames.some((f) => f.type === 'server-ok' || f.type === 'server-refused') || this.closed);
     return this.frames.find((f) => f.type === 'server-ok' || f.type === 'server-refused') ?? { type: 'server-refused', reason: '(closed)' };
   }

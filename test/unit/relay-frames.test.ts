@@ -8,10 +8,11 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   FRAME_TYPE, MAX_PACKET_LEN, MAX_PAYLOAD_LEN, RELAY_HEADER_LEN, RelayFrameReader, decodeRelayFrame, encodePacketFrame,
-  encodeRelayFrame, makeRelayProof, verifyRelayProof, type RelayFrame,
+  encodeRelayFrame, makeRelayProof, relayProofNonce, verifyRelayProof, type RelayFrame,
 } from '../../src/wire/relay-frames.js';
 import { generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
 import { rng } from '../helpers/rng.js';
+import { createHash } from 'node:crypto';
 
 const h = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const fill = (n: number, b: number): Uint8Array => new Uint8Array(n).fill(b);
@@ -177,28 +178,35 @@ describe('RelayFrameReader', () => {
 });
 
 describe('the node-key proof', () => {
+  it('derives the sealing nonce from the challenge and the TLS exporter (vector)', () => {
+    assert.equal(Buffer.from(relayProofNonce(fill(24, 0x33), fill(32, 0x77))).toString('hex'),
+      createHash('sha256').update('warren-relay/1 proof').update(fill(24, 0x33)).update(fill(32, 0x77)).digest().subarray(0, 24).toString('hex'));
+  });
+
   const serverPriv = generatePrivateKey();
   const challenge = { serverKey: publicKeyOf(serverPriv), nonce: fill(24, 9) };
   const nodePriv = generatePrivateKey();
   const node = { privateKey: nodePriv, publicKey: publicKeyOf(nodePriv) };
+  const channel = fill(32, 0x77);
 
-  it('opens for the holder of the key, on this nonce only', () => {
-    const f = makeRelayProof(challenge, node) as Extract<RelayFrame, { type: 'client-proof' }>;
+  it('opens for the holder of the key, on this nonce and TLS channel only', () => {
+    const f = makeRelayProof(challenge, node, channel) as Extract<RelayFrame, { type: 'client-proof' }>;
     assert.equal(f.box.length, 16 + 24 + 'node:relay'.length);
     // Through the wire and back.
     const back = decodeRelayFrame(0x02, encodeRelayFrame(f).subarray(5)) as typeof f;
-    assert.deepEqual(verifyRelayProof(back.nodeKey, back.box, serverPriv, challenge.nonce), node.publicKey);
-    assert.equal(verifyRelayProof(back.nodeKey, back.box, serverPriv, fill(24, 8)), null);
+    assert.deepEqual(verifyRelayProof(back.nodeKey, back.box, serverPriv, challenge.nonce, channel), node.publicKey);
+    assert.equal(verifyRelayProof(back.nodeKey, back.box, serverPriv, fill(24, 8), channel), null);
+    assert.equal(verifyRelayProof(back.nodeKey, back.box, serverPriv, challenge.nonce, fill(32, 0x78)), null);
   });
 
   it('fails for a claimed key the sender does not hold, and for other purposes', () => {
-    const f = makeRelayProof(challenge, node) as Extract<RelayFrame, { type: 'client-proof' }>;
+    const f = makeRelayProof(challenge, node, channel) as Extract<RelayFrame, { type: 'client-proof' }>;
     const other = publicKeyOf(generatePrivateKey());
-    assert.equal(verifyRelayProof(other, f.box, serverPriv, challenge.nonce), null);
+    assert.equal(verifyRelayProof(other, f.box, serverPriv, challenge.nonce, channel), null);
     const tampered = Uint8Array.from(f.box);
     tampered[20]! ^= 1;
-    assert.equal(verifyRelayProof(f.nodeKey, tampered, serverPriv, challenge.nonce), null);
-    assert.equal(verifyRelayProof(f.nodeKey, f.box, generatePrivateKey(), challenge.nonce), null);
-    assert.equal(verifyRelayProof(fill(3, 0), fill(50, 0), serverPriv, challenge.nonce), null);
+    assert.equal(verifyRelayProof(f.nodeKey, tampered, serverPriv, challenge.nonce, channel), null);
+    assert.equal(verifyRelayProof(f.nodeKey, f.box, generatePrivateKey(), challenge.nonce, channel), null);
+    assert.equal(verifyRelayProof(fill(3, 0), fill(50, 0), serverPriv, challenge.nonce, channel), null);
   });
 });

@@ -116,7 +116,7 @@ describe('who may connect', () => {
     toClose.push(r);
     await r.open();
     const ch = await r.waitFor('server-challenge');
-    const p = makeRelayProof(ch, keyPair()) as Extract<ReturnType<typeof makeRelayProof>, { type: 'client-proof' }>;
+    const p = makeRelayProof(ch, keyPair(), r.channel()) as Extract<ReturnType<typeof makeRelayProof>, { type: 'client-proof' }>;
     p.box[0]! ^= 1;
     const before = rig.relay.counters.refusedProof;
     r.send(p);
@@ -134,7 +134,7 @@ describe('who may connect', () => {
     await r.open();
     const ch = await r.waitFor('server-challenge');
     const mallory = keyPair();
-    const p = makeRelayProof(ch, mallory) as Extract<ReturnType<typeof makeRelayProof>, { type: 'client-proof' }>;
+    const p = makeRelayProof(ch, mallory, r.channel()) as Extract<ReturnType<typeof makeRelayProof>, { type: 'client-proof' }>;
     r.send({ ...p, nodeKey: victim.node.publicKey });
     assert.match((await r.waitFor('server-refused')).reason, /does not hold/);
     assert.equal(rig.relay.isConnected(victim.nodeKey), false);
@@ -154,13 +154,29 @@ describe('who may connect', () => {
     const first = new RawRelay(rig.url, rig.ca, rig.fingerprint);
     toClose.push(first);
     await first.open();
-    const p = makeRelayProof(await first.waitFor('server-challenge'), n.node);
+    const p = makeRelayProof(await first.waitFor('server-challenge'), n.node, first.channel());
     const second = new RawRelay(rig.url, rig.ca, rig.fingerprint);
     toClose.push(second);
     await second.open();
     await second.waitFor('server-challenge');
     second.send(p);
     assert.equal((await second.waitFor('server-refused')).type, 'server-refused');
+  });
+
+  it('refuses a proof bound to another TLS connection (a relay passing on another relay\'s challenge)', async () => {
+    const n = await rig.node('mitm');
+    await admitted(n);
+    // The victim's connection (to a malicious relay) and the attacker's (to this relay) are different TLS sessions:
+    // the attacker passes this relay's challenge on, the victim proves on its own connection.
+    const attacker = new RawRelay(rig.url, rig.ca, rig.fingerprint);
+    const victimSide = new RawRelay(rig.url, rig.ca, rig.fingerprint);
+    toClose.push(attacker, victimSide);
+    await attacker.open();
+    await victimSide.open();
+    const ch = await attacker.waitFor('server-challenge');
+    attacker.send(makeRelayProof(ch, n.node, victimSide.channel()));
+    assert.match((await attacker.waitFor('server-refused')).reason, /does not hold/);
+    assert.equal(rig.relay.isConnected(n.nodeKey), false);
   });
 
   it('cuts the session of a node deleted through the admin path, and refuses it afterwards', async () => {

@@ -11,8 +11,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
-  RELAY_NONCE_LEN, RELAY_PROOF_TIMEOUT_MS, RelayFrameReader, encodeRelayFrame, verifyRelayProof, type RelayFrame,
+  RELAY_NONCE_LEN, RELAY_PROOF_TIMEOUT_MS, RelayFrameReader, encodeRelayFrame,
+  verifyRelayProof, relayChannel, type RelayFrame,
 } from '../../wire/relay-frames.js';
 import { toB64 } from '../../wire/control.js';
 import type { TokenBucket } from './token-bucket.js';
@@ -119,7 +121,13 @@ export class RelayConn {
     }
     if (this.state !== 'proof') return;
     if (f.type !== 'client-proof') return this.refuse(`expected client-proof, got ${f.type}`, 'refusedOther');
-    const key = verifyRelayProof(f.nodeKey, f.box, this.host.serverKey.privateKey, this.nonce);
+    let channel: Uint8Array;
+    try {
+      channel = relayChannel(this.socket as TLSSocket);
+    } catch {
+      return this.refuse('no TLS keying material to bind the proof to', 'refusedOther');
+    }
+    const key = verifyRelayProof(f.nodeKey, f.box, this.host.serverKey.privateKey, this.nonce, channel);
     if (!key) return this.refuse('the proof does not open: the client does not hold that node key', 'refusedProof');
     const keyB64 = toB64(key);
     const a = this.host.admit(keyB64);
