@@ -69,6 +69,7 @@ demo: setup
 bench: setup
 	$(NODE) dist/test/bench/bench.js
 	$(NODE) dist/test/bench/control-bench.js
+	$(NODE) dist/test/bench/nat-bench.js
 
 clean:
 	rm -rf dist native/build
