@@ -6,4 +6,10 @@
  * relay when it goes quiet) and netcheck. Same layer as control: it may use
  * wire and dataplane, never cli or daemon.
  */
-export {};
+export * from './traversal.js';
+export * from './peer-paths.js';
+export * from './path-timers.js';
+export * from './netcheck.js';
+export * from './relay-pool.js';
+export * from './relay-client.js';
+export * from './stun-client.js';

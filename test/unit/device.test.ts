@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemNet, ipv4Packet, configPair } from '../helpers/memnet.js';
 import { generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
+import { encodeRelayEndpoint } from '../../src/dataplane/endpoint.js';
 import { REKEY_AFTER_TIME, REJECT_AFTER_TIME, KEEPALIVE_TIMEOUT } from '../../src/dataplane/constants.js';
 
 function setup(opts: { psk?: Uint8Array } = {}) {
@@ -86,6 +87,41 @@ test('roaming: an authenticated packet from a new address moves the endpoint', (
   const d = net.queue.shift()!;
   net.deliverOne(d, '198.51.100.7:4444');
   assert.equal(b.device.status().peers[0]!.endpoint, '198.51.100.7:4444');
+});
+
+test('path choice owns the endpoint (roaming off): packets from elsewhere, e.g. via a relay, never move it; setEndpoint does', () => {
+  const { net, a, b } = setup();
+  const bc = b.device.config!;
+  b.device.reconfig({ ...bc, peers: bc.peers.map((p) => ({ ...p, roaming: false })) });
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(1)));
+  net.run();
+  assert.equal(b.device.status().peers[0]!.endpoint, '192.0.2.1:1');
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(2)));
+  net.deliverOne(net.queue.shift()!, '198.51.100.7:4444');
+  assert.equal(b.tunOut.length, 2, 'the packet itself is accepted');
+  assert.equal(b.device.status().peers[0]!.endpoint, '192.0.2.1:1', 'the working path stays');
+  const key = b.device.status().peers[0]!.publicKey;
+  b.device.setEndpoint(key, encodeRelayEndpoint(7, 42));
+  assert.equal(b.device.status().peers[0]!.endpoint, 'relay(7)');
+});
+
+test('no path yet (roaming off, no endpoint): packets wait, activity is reported, and go once a path is set', () => {
+  const { net, a, b } = setup();
+  const ac = a.device.config!;
+  a.device.reconfig({ ...ac, peers: ac.peers.map((p) => ({ ...p, endpoint: null, roaming: false })) });
+  const active: string[] = [];
+  a.device.onActivity = (k) => active.push(k);
+  const key = a.device.status().peers[0]!.publicKey;
+  a.device.setEndpoint(key, null);
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(1)));
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(2)));
+  net.run();
+  assert.equal(b.tunOut.length, 0);
+  assert.deepEqual(active, [key], 'reported once (rate-limited per peer)');
+  assert.equal(a.device.drops.no_endpoint, 0, 'not dropped: staged');
+  a.device.setEndpoint(key, b.addr);
+  net.run();
+  assert.equal(b.tunOut.length, 2, 'both staged packets delivered after the handshake');
 });
 
 test('rekey after REKEY_AFTER_TIME replaces the session without losing traffic', () => {
