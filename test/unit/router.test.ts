@@ -54,7 +54,7 @@ class FakeIp {
     if (obj === 'link' && verb === 'set') {
       const link = this.links.get(rest[1] ?? '');
       if (!link) throw new Error(`Cannot find device "${rest[1]}"`);
-      assert.deepEqual([rest[0], rest[2], rest[4]], ['dev', 'mtu', 'up']);
+      assert.deepEqual([rest[0], rest[2], rest[4], rest[5], rest[6]], ['dev', 'mtu', 'txqueuelen', '100', 'up']);
       link.mtu = Number(rest[3]);
       link.up = true;
       return '';
@@ -217,7 +217,7 @@ void describe('Router.apply', () => {
       '-6 route del fd7a:115c::2/128 dev wt0',
       '-6 rule del pref 32764 table main suppress_prefixlength 0',
       '-6 rule del pref 32765 not fwmark 51820 table 51820',
-      'link set dev wt0 mtu 1380 up',
+      'link set dev wt0 mtu 1380 txqueuelen 100 up',
     ]);
     assert.deepEqual(ip.rules['-6'], DEFAULT_RULES6);
     assert.equal(ip.rules['-4'].length, 5);
