@@ -199,7 +199,8 @@ export class Traversal {
     for (const [key, e] of this.peers) {
       if (!wanted.has(key)) {
         this.peers.delete(key);
-        this.byDisco.delete(e.discoB64);
+        // A peer that rotated its node key keeps its disco key: the new entry owns it now.
+        if (this.byDisco.get(e.discoB64) === e) this.byDisco.delete(e.discoB64);
         this.byHandle.delete(e.handle);
       }
     }
@@ -209,7 +210,7 @@ export class Traversal {
   private upsertPeer(p: NodeView): void {
     let e = this.peers.get(p.nodeKey);
     if (e && e.discoB64 !== p.discoKey) {
-      this.byDisco.delete(e.discoB64);
+      if (this.byDisco.get(e.discoB64) === e) this.byDisco.delete(e.discoB64);
       e.discoB64 = p.discoKey;
       e.disco = new Uint8Array(Buffer.from(p.discoKey, 'base64'));
       delete e.shared;
