@@ -204,6 +204,9 @@ export class Traversal {
         this.byHandle.delete(e.handle);
       }
     }
+    // The engine has just taken this netmap's snapshot and may have recreated peers (our own key
+    // rotated, a peer's expiry renewed) without an endpoint: tell it every path again.
+    for (const e of this.peers.values()) e.pushed = '';
     this.kick();
   }
 
