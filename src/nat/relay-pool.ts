@@ -87,6 +87,8 @@ export class RelayPool {
       if (!r || JSON.stringify(r.nodes) !== JSON.stringify(c.region.nodes)) this.drop(id);
     }
     if (this.home && !this.region(this.home)) this.home = 0;
+    // Home stays open: dial it again if its connection just closed (its servers changed) or never opened.
+    if (this.home && !this.conns.has(this.home)) this.connect(this.home);
   }
 
   /** Make `id` the home region (0 = none): connected now and kept open. */
