@@ -325,7 +325,8 @@ export class Traversal {
     this.relays.send(region, e.keyBytes, this.seal(e, { type: 'callMeMaybe', endpoints }));
   }
 
-  private handleDisco(data: Uint8Array, from: DirectAddr | { relay: number }): void {
+  /** `relayedBy`: the node key the relay says sent it (for messages that came through a relay). */
+  private handleDisco(data: Uint8Array, from: DirectAddr | { relay: number }, relayedBy?: Uint8Array): void {
     let e: PeerEntry | undefined;
     // Only peers' disco keys are worth a Diffie-Hellman; their shared keys are cached.
     const opened = openDisco(data, this.o.discoKey.privateKey, (sender) => {
@@ -337,6 +338,11 @@ export class Traversal {
     if (!opened || !e) {
       if (e) this.counters.disco_bad++;
       else this.counters.disco_unknown_sender++;
+      return;
+    }
+    if (relayedBy && b64(relayedBy) !== e.key) {
+      // Sealed by this peer but sent through the relay by another node (a replay): not from the peer.
+      this.counters.disco_bad++;
       return;
     }
     this.counters.disco_rx++;
@@ -383,7 +389,7 @@ export class Traversal {
   }
 
   private fromRelay(region: number, src: Uint8Array, data: Uint8Array): void {
-    if (isDisco(data, 0, data.length)) return this.handleDisco(data, { relay: region });
+    if (isDisco(data, 0, data.length)) return this.handleDisco(data, { relay: region }, src);
     const e = this.peers.get(b64(src));
     if (!e) {
       this.counters.relay_rx_unknown_peer++;
