@@ -66,7 +66,7 @@ interface PeerEntry {
   disco: Uint8Array;
   discoB64: string;
   /** crypto_box_beforenm(peer disco key, our disco key), made on first use. */
-  shared?: Uint8Array;
+  shared?: Uint8Array | null;
   homeRegion: number;
   paths: PeerPaths;
   /** Where the engine sends this peer's packets now (as pushed), for change detection. */
@@ -307,13 +307,28 @@ export class Traversal {
 
   // ------------------------------------------------------------ disco
 
-  private seal(e: PeerEntry, msg: DiscoMessage): Uint8Array {
+  /** The box key shared with a peer's disco key, made once; null if that key is unusable (a low-order point). */
+  private sharedKey(e: PeerEntry): Uint8Array | null {
+    if (e.shared === undefined) {
+      try {
+        e.shared = boxBeforeNm(e.disco, this.o.discoKey.privateKey);
+      } catch {
+        e.shared = null;
+      }
+    }
+    return e.shared;
+  }
+
+  /** A sealed disco datagram for `e`; null (send nothing) if its disco key is unusable. */
+  private seal(e: PeerEntry, msg: DiscoMessage): Uint8Array | null {
+    if (!this.sharedKey(e)) return null;
     this.counters.disco_tx++;
     return sealDisco(msg, this.o.discoKey.privateKey, this.o.discoKey.publicKey, e.disco);
   }
 
   private sendPing(e: PeerEntry, to: DirectAddr | { relay: number }, txid: Uint8Array): void {
     const pkt = this.seal(e, { type: 'ping', txid, nodeKey: this.o.nodeKey.publicKey });
+    if (!pkt) return;
     if ('relay' in to) this.relays.send(to.relay, e.keyBytes, pkt);
     else this.sendUdp(pkt, to);
   }
@@ -322,7 +337,8 @@ export class Traversal {
     const region = e.homeRegion || this.relays.homeRegion;
     if (!region) return;
     const endpoints = this.endpoints().map(parseEndpoint).filter((x): x is DirectAddr => x !== null);
-    this.relays.send(region, e.keyBytes, this.seal(e, { type: 'callMeMaybe', endpoints }));
+    const pkt = this.seal(e, { type: 'callMeMaybe', endpoints });
+    if (pkt) this.relays.send(region, e.keyBytes, pkt);
   }
 
   /** `relayedBy`: the node key the relay says sent it (for messages that came through a relay). */
@@ -332,8 +348,7 @@ export class Traversal {
     const opened = openDisco(data, this.o.discoKey.privateKey, (sender) => {
       e = this.byDisco.get(b64(sender));
       if (!e) return null;
-      e.shared ??= boxBeforeNm(e.disco, this.o.discoKey.privateKey);
-      return e.shared;
+      return this.sharedKey(e);
     });
     if (!opened || !e) {
       if (e) this.counters.disco_bad++;
@@ -351,8 +366,8 @@ export class Traversal {
       if (b64(m.nodeKey) !== e.key) return; // a stale or foreign node key: not this peer any more
       const src = 'relay' in from ? { ip: '::', port: 0 } : from;
       const pong = this.seal(e, { type: 'pong', txid: m.txid, src });
-      if ('relay' in from) this.relays.send(from.relay, e.keyBytes, pong);
-      else this.sendUdp(pong, from);
+      if (pong && 'relay' in from) this.relays.send(from.relay, e.keyBytes, pong);
+      else if (pong) this.sendUdp(pong, from as DirectAddr);
       e.paths.onPingReceived(from);
     } else if (m.type === 'pong') {
       const waiter = this.pings.get(Buffer.from(m.txid).toString('hex'));
