@@ -123,6 +123,8 @@ export class MeshNode {
     this.applying = this.applying.then(async () => {
       const now = Date.now();
       const node = this.state.nodeKey();
+      // logout forgets the node key and the next registration makes a new one: relays and disco must use it.
+      this.traversal.setNodeKey(node);
       this.engine.reconfig(nm
         ? deviceConfig(nm, { privateKey: node.privateKey, listenPort: this.engine.listenPort, tun: this.engine.tun, now, forceUnderLoad: this.o.knobs.forceUnderLoad, pathChoice: true })
         : { privateKey: node.privateKey, listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [] });

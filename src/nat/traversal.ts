@@ -568,7 +568,9 @@ export class Traversal {
     this.checkEndpoints();
   }
 
+  /** Our node key changed (rotation, or a new registration after logout); the same key again changes nothing. */
   setNodeKey(k: KeyPairLike): void {
+    if (Buffer.from(k.publicKey).equals(Buffer.from(this.o.nodeKey.publicKey))) return;
     this.o.nodeKey = k;
     this.relays.setNodeKey(k);
   }
