@@ -45,7 +45,7 @@
 #define WN_TAG_LEN 16       /* Poly1305 tag */
 #define WN_KEY_LEN 32       /* ChaCha20 key */
 #define WN_BATCH_MAX 256    /* datagrams per recvmmsg/sendmmsg system call */
-#define WN_POLL_MAX 64      /* fds per wn_poll */
+#define WN_POLL_MAX 272     /* fds per wn_poll: 4 + up to 255 extra UDP sockets */
 
 int wn_abi_version(void);
 

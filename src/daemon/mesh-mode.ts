@@ -56,6 +56,7 @@ export class MeshNode {
       nodeKey: state.nodeKey(),
       discoKey: state.discoKey(),
       timers: o.knobs.pathTimers,
+      birthday: o.knobs.birthday,
       staticEndpoints: state.prefs()?.staticEndpoints ?? [],
       relayKeepaliveMs: o.knobs.relayKeepaliveMs,
       relayBackoff: { minMs: o.backoffMinMs, maxMs: o.backoffMaxMs },

@@ -12,10 +12,13 @@
  */
 import { PRODUCTION_TIMERS, TEST_TIMERS, type TimerProfile } from '../dataplane/constants.js';
 import { PRODUCTION_PATH_TIMERS, TEST_PATH_TIMERS, type PathTimers } from '../nat/path-timers.js';
+import { BIRTHDAY_LIMITS, type BirthdayLimits } from '../nat/birthday.js';
 
 export interface TestKnobs {
   timers: TimerProfile;
   pathTimers: PathTimers;
+  /** Birthday-paradox limits: the test profile retries sooner (cooldown 10 s) and starts after 1.5 s on the relay. */
+  birthday: BirthdayLimits;
   /** Relay keepalive (undefined = the relay client's default, 30 s). */
   relayKeepaliveMs: number | undefined;
   forceUnderLoad: boolean;
@@ -37,6 +40,7 @@ export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
   return {
     timers: test ? TEST_TIMERS : PRODUCTION_TIMERS,
     pathTimers: test ? TEST_PATH_TIMERS : PRODUCTION_PATH_TIMERS,
+    birthday: test ? { ...BIRTHDAY_LIMITS, cooldownMs: 10_000, relayFirstMs: 1_500 } : BIRTHDAY_LIMITS,
     relayKeepaliveMs: test ? 2000 : undefined,
     forceUnderLoad: forceLoad,
     crypto,

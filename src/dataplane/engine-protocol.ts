@@ -28,6 +28,8 @@ export type ToWorker =
   | { type: 'send'; items: Datagram[] }
   /** WireGuard messages that arrived through a relay (addr: the peer's relay endpoint). */
   | { type: 'relay-rx'; items: Datagram[] }
+  /** Replace the extra UDP sockets (index 1..255 → fd); the worker answers 'sockets' once it no longer polls the old ones. */
+  | { type: 'sockets'; id: number; set: Array<{ index: number; fd: number }> }
   /** Path choice: where each peer's packets go now (null = nowhere yet). */
   | { type: 'endpoints'; items: Array<{ key: string; endpoint: Uint8Array | null }> }
   | { type: 'status'; id: number }
@@ -41,6 +43,7 @@ export type FromWorker =
   | { type: 'rx'; items: Datagram[] }
   /** WireGuard messages for peers whose path is a relay (addr: the relay endpoint). */
   | { type: 'relay-tx'; items: Datagram[] }
+  | { type: 'sockets'; id: number }
   /** Peers with data flowing (each reported at most once a second). */
   | { type: 'activity'; keys: string[] }
   | { type: 'stopped' }

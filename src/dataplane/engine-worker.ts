@@ -6,7 +6,7 @@
  * main thread signals the eventfd (a message is waiting).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadNative, POLLIN, POLLOUT } from './io/native.js';
+import { loadNative, POLLIN, POLLOUT, POLL_MAX } from './io/native.js';
 import { Device, type DeviceIO } from './device.js';
 import { systemClock } from './clock.js';
 import { PersistentTimestamps } from './timestamp-store.js';
@@ -44,9 +44,19 @@ const out6 = new OutList();
 const tunOut = new OutList();
 const errs = new Int32Array(2);
 const one = { offs: new Int32Array(1), lens: new Int32Array(1) };
-const pollFds = new Int32Array([init.wakeFd, init.tunFd, init.udp4Fd, init.udp6Fd]);
-const nfds = init.udp6Fd >= 0 ? 4 : 3;
-const revents = new Int16Array(4);
+/** Extra UDP sockets (birthday-paradox probing): endpoint byte [1] = index 1..255 selects one. */
+const extraFds = new Map<number, number>();
+let pollFds = new Int32Array([init.wakeFd, init.tunFd, init.udp4Fd, init.udp6Fd]); // poll(2) ignores fd -1
+let pollIndex: number[] = [];
+let revents = new Int16Array(4);
+
+function setExtraSockets(list: Array<{ index: number; fd: number }>): void {
+  extraFds.clear();
+  for (const s of list) if (s.index >= 1 && s.index <= 255 && extraFds.size < POLL_MAX - 4) extraFds.set(s.index, s.fd);
+  pollIndex = [...extraFds.keys()];
+  pollFds = new Int32Array([init.wakeFd, init.tunFd, init.udp4Fd, init.udp6Fd, ...pollIndex.map((i) => extraFds.get(i)!)]);
+  revents = new Int16Array(pollFds.length);
+}
 const outFd = new Int32Array(1);
 const outEv = new Int16Array([POLLOUT]);
 const outRev = new Int16Array(1);
@@ -73,7 +83,8 @@ function postQueued(): void {
 }
 
 function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
-  const fd = dst[dstOff] === 6 ? init.udp6Fd : init.udp4Fd;
+  const sock = dst[dstOff + 1]!;
+  const fd = sock !== 0 ? extraFds.get(sock) ?? -1 : dst[dstOff] === 6 ? init.udp6Fd : init.udp4Fd;
   if (fd < 0) {
     drops.udp_send_failed++;
     return;
@@ -90,7 +101,7 @@ const io: DeviceIO = {
       relayOut.push({ data: buf.slice(off, off + len), addr: dst.slice(dstOff, dstOff + ENDPOINT_LEN) });
       return;
     }
-    if (buf !== tunIn) return sendNow(buf, off, len, dst, dstOff);
+    if (buf !== tunIn || dst[dstOff + 1] !== 0) return sendNow(buf, off, len, dst, dstOff);
     const list = dst[dstOff] === 6 ? out6 : out4;
     const i = list.n++;
     list.offs[i] = off;
@@ -165,7 +176,8 @@ function flush(): void {
   flushTun();
 }
 
-function drainUdp(fd: number): void {
+/** Receive from `fd`; `sock` (an extra socket's index, else 0) is stamped into each source endpoint's byte [1]. */
+function drainUdp(fd: number, sock = 0): void {
   for (let round = 0; round < 8; round++) {
     const n = native.udpRecvBatch(fd, udpIn, SLOT, BATCH, udpInLens, udpInAddrs);
     if (n <= 0) return;
@@ -176,6 +188,7 @@ function drainUdp(fd: number): void {
         continue;
       }
       const off = i * SLOT;
+      if (sock !== 0) udpInAddrs[i * ENDPOINT_LEN + 1] = sock;
       if (messageType(udpIn, off, len) === 0 && isControlDatagram(udpIn, off, len)) {
         if (budget.take(systemClock.now())) {
           rxOut.push({ data: udpIn.slice(off, off + len), addr: udpInAddrs.slice(i * ENDPOINT_LEN, (i + 1) * ENDPOINT_LEN) });
@@ -209,10 +222,12 @@ function loop(): void {
     while (running) {
       const wait = device.nextDeadline - systemClock.now();
       const timeout = wait === Infinity ? 1000 : Math.max(0, Math.min(1000, Math.ceil(wait)));
-      const r = native.poll(pollFds, null, nfds, revents, timeout);
+      const r = native.poll(pollFds, null, pollFds.length, revents, timeout);
+      if (r < 0) throw new Error(`poll failed (errno ${-r}) on ${pollFds.length} fds`);
       if (r > 0) {
         if (revents[2]! & POLLIN) drainUdp(init.udp4Fd);
-        if (nfds > 3 && revents[3]! & POLLIN) drainUdp(init.udp6Fd);
+        if (revents[3]! & POLLIN) drainUdp(init.udp6Fd);
+        for (let k = 0; k < pollIndex.length; k++) if (revents[4 + k]! & POLLIN) drainUdp(pollFds[4 + k]!, pollIndex[k]!);
         if (revents[1]! & POLLIN) drainTun();
       }
       device.tick();
@@ -238,6 +253,9 @@ port.on('message', (m: ToWorker) => {
       for (const d of m.items) device.handleUdp(d.data, 0, d.data.length, d.addr, 0);
       flush();
       postQueued();
+    } else if (m.type === 'sockets') {
+      setExtraSockets(m.set);
+      post({ type: 'sockets', id: m.id });
     } else if (m.type === 'endpoints') {
       for (const e of m.items) device.setEndpoint(e.key, e.endpoint);
       flush();

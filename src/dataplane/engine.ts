@@ -43,8 +43,12 @@ export class EngineError extends Error {
 export class Engine {
   private nextId = 1;
   private pending = new Map<number, (s: DeviceStatus) => void>();
+  private socketAcks = new Map<number, () => void>();
+  /** Extra IPv4 UDP sockets by index (1..255): fd and local port. */
+  private extra = new Map<number, { fd: number; port: number }>();
   private stopped = false;
   cryptoName = '';
+  private fwMark = 0;
   /** Set by path choice (mesh mode); without it these events are dropped. */
   events: EngineEvents | null = null;
 
@@ -96,7 +100,10 @@ export class Engine {
           this.pending.get(m.id)?.(m.status);
           this.pending.delete(m.id);
         } else if (m.type === 'log') this.log(m.level, m.msg);
-        else if (m.type === 'rx') this.events?.datagrams(m.items);
+        else if (m.type === 'sockets') {
+          this.socketAcks.get(m.id)?.();
+          this.socketAcks.delete(m.id);
+        } else if (m.type === 'rx') this.events?.datagrams(m.items);
         else if (m.type === 'relay-tx') this.events?.relaySend(m.items);
         else if (m.type === 'activity') this.events?.activity(m.keys);
         else if (m.type === 'fatal') {
@@ -142,8 +149,43 @@ export class Engine {
     if (items.length) this.send({ type: 'endpoints', items });
   }
 
+  /**
+   * Open `count` extra IPv4 UDP sockets on random ports (birthday-paradox
+   * probing through a hard NAT), replacing any previous set except those in
+   * `keep`. Endpoint byte [1] = the index (1..255) selects a socket; datagrams
+   * received on one carry its index the same way. Returns index → local port.
+   */
+  async setExtraSockets(count: number, keep: number[] = []): Promise<Map<number, number>> {
+    if (this.stopped) return new Map();
+    const want = Math.max(0, Math.min(255, Math.floor(count)));
+    const next = new Map<number, { fd: number; port: number }>();
+    for (const i of keep) {
+      const s = this.extra.get(i);
+      if (s) next.set(i, s);
+    }
+    for (let i = 1; i <= 255 && next.size < want; i++) {
+      if (next.has(i)) continue;
+      const fd = this.native.udpOpen(4, 0, 0, 0);
+      if (fd < 0) {
+        this.log('warn', `extra UDP socket: ${errnoText(fd)}`);
+        break;
+      }
+      if (this.fwMark) this.native.setMark(fd, this.fwMark);
+      next.set(i, { fd, port: this.native.sockPort(fd) });
+    }
+    const old = [...this.extra].filter(([i]) => !next.has(i)).map(([, s]) => s.fd);
+    this.extra = next;
+    const id = this.nextId++;
+    const acked = new Promise<void>((resolve) => this.socketAcks.set(id, resolve));
+    this.send({ type: 'sockets', id, set: [...next].map(([index, s]) => ({ index, fd: s.fd })) });
+    await acked; // the worker no longer polls the old fds
+    for (const fd of old) this.native.close(fd);
+    return new Map([...next].map(([i, s]) => [i, s.port]));
+  }
+
   /** Put a firewall mark on the tunnel's own sockets (for policy routing). */
   setFwMark(mark: number): void {
+    this.fwMark = mark;
     checkErrno(this.native.setMark(this.fds.udp4, mark), 'SO_MARK');
     if (this.fds.udp6 >= 0) checkErrno(this.native.setMark(this.fds.udp6, mark), 'SO_MARK');
   }
@@ -172,6 +214,9 @@ export class Engine {
     await done;
     clearTimeout(t);
     for (const fd of Object.values(this.fds)) if (fd >= 0) this.native.close(fd);
+    for (const s of this.extra.values()) this.native.close(s.fd);
+    this.extra.clear();
+    for (const ack of this.socketAcks.values()) ack();
   }
 }
 

@@ -42,7 +42,13 @@ import { MAX_ENDPOINTS } from '../wire/control.js';
 import { DISCO_TXID_LEN, ipFrom16, ipTo16 } from '../wire/disco.js';
 import type { PathTimers } from './path-timers.js';
 
-export type DirectAddr = { ip: string; port: number };
+/**
+ * A direct address; `socket` (1..255) names one of the engine's extra UDP
+ * sockets (a birthday-paradox winner) to send from, absent = the main socket.
+ * A path is (local socket, remote address): the same address via another
+ * socket is another candidate.
+ */
+export type DirectAddr = { ip: string; port: number; socket?: number };
 export type RelayAddr = { relay: number };
 export type Path = { kind: 'direct'; addr: DirectAddr } | { kind: 'relay'; region: number } | { kind: 'none' };
 
@@ -129,7 +135,13 @@ function canonical(a: DirectAddr): { key: string; addr: DirectAddr } | null {
   const b = ipTo16(a.ip);
   if (!b || isUnroutable(b)) return null;
   const ip = ipFrom16(b);
-  return { key: ip.includes(':') ? `[${ip}]:${a.port}` : `${ip}:${a.port}`, addr: Object.freeze({ ip, port: a.port }) };
+  const key = ip.includes(':') ? `[${ip}]:${a.port}` : `${ip}:${a.port}`;
+  const sock = a.socket;
+  if (sock !== undefined && sock !== 0) {
+    if (!Number.isInteger(sock) || sock < 1 || sock > 255) return null;
+    return { key: `${key}#${sock}`, addr: Object.freeze({ ip, port: a.port, socket: sock }) };
+  }
+  return { key, addr: Object.freeze({ ip, port: a.port }) };
 }
 
 const txidKey = (txid: Uint8Array): string => Buffer.from(txid).toString('hex');
@@ -386,7 +398,7 @@ export class PeerPaths {
     c.lastPing = now;
     c.pingDue = 0;
     this.counters.pings++;
-    this.io.sendPing({ ip: c.addr.ip, port: c.addr.port }, txid);
+    this.io.sendPing(c.addr.socket ? { ip: c.addr.ip, port: c.addr.port, socket: c.addr.socket } : { ip: c.addr.ip, port: c.addr.port }, txid);
   }
 
   /** Forget unanswered pings older than pingTimeoutMs (the map is in send order). */

@@ -26,6 +26,7 @@ import type { PathTimers } from './path-timers.js';
 import { RelayPool } from './relay-pool.js';
 import { StunClient } from './stun-client.js';
 import { chooseHome, runNetcheck, type NetcheckReport } from './netcheck.js';
+import { BIRTHDAY_LIMITS, birthdayRole, peerMappingVaries, publicV4, randomPorts, type BirthdayLimits } from './birthday.js';
 
 export interface TraversalEngine {
   readonly listenPort: number;
@@ -34,6 +35,8 @@ export interface TraversalEngine {
   sendDatagrams(items: Datagram[]): void;
   relayReceive(items: Datagram[]): void;
   setEndpoints(items: Array<{ key: string; endpoint: Uint8Array | null }>): void;
+  /** Extra IPv4 sockets for birthday-paradox probing (index 1..255 → local port). */
+  setExtraSockets?(count: number, keep?: number[]): Promise<Map<number, number>>;
 }
 
 export interface KeyPairLike {
@@ -56,6 +59,8 @@ export interface TraversalOptions {
   /** Our home region changed: tell control (hostinfo.netinfo). */
   onNetinfoChanged(): void;
   clock?: Clock;
+  /** Birthday-paradox limits (tests shorten them; sockets 0 turns it off). */
+  birthday?: BirthdayLimits;
 }
 
 interface PeerEntry {
@@ -76,6 +81,24 @@ interface PeerEntry {
   lastPath: string;
   /** Last time (clock ms) traffic or a ping was seen for this peer. */
   lastActive: number;
+  /** The peer's candidates from the netmap. */
+  cands: DirectAddr[];
+  /** The peer's own netcheck verdict (hard NAT = true). */
+  mappingVaries: boolean | null;
+  /** Since when the peer has been on the relay (Infinity: not on it). */
+  relaySince: number;
+  lastBirthday: number;
+}
+
+interface BirthdayRun {
+  peer: PeerEntry;
+  role: 'hard' | 'easy';
+  until: number;
+  timer: NodeJS.Timeout | null;
+  /** Spray pings carry txids starting with these bytes (hex), so their pongs are recognised. */
+  prefix: string;
+  sockets: number[];
+  sent: number;
 }
 
 export interface PingResult {
@@ -95,6 +118,12 @@ export interface PeerPathStatus {
 const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
 const fmtAddr = (a: DirectAddr): string => (a.ip.includes(':') ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`);
 const CGNAT = ipaddr.parseCIDR('100.64.0.0/10');
+
+/** Put an extra socket's index (1..255) into an endpoint's byte [1]; 0/undefined = the main socket. */
+function withSocket(ep: Uint8Array, socket: number | undefined): Uint8Array {
+  if (socket) ep[1] = socket;
+  return ep;
+}
 
 /**
  * This host's LAN candidates: interface addresses with the data port, except
@@ -225,6 +254,7 @@ export class Traversal {
         key: p.nodeKey, keyBytes: new Uint8Array(Buffer.from(p.nodeKey, 'base64')), handle, name: p.name,
         disco: new Uint8Array(Buffer.from(p.discoKey, 'base64')), discoB64: p.discoKey, homeRegion: 0,
         paths: null as unknown as PeerPaths, pushed: '', guess: null, lastPath: '', lastActive: -Infinity,
+        cands: [], mappingVaries: null, relaySince: Infinity, lastBirthday: -Infinity,
       };
       entry.paths = new PeerPaths({
         clock: this.clock,
@@ -244,6 +274,8 @@ export class Traversal {
     e.paths.setPeerHomeRegion(p.homeRegion || this.relays.homeRegion);
     const cands = p.endpoints.map(parseEndpoint).filter((x): x is DirectAddr => x !== null);
     e.paths.setCandidates(cands);
+    e.cands = cands;
+    e.mappingVaries = peerMappingVaries(p.hostinfo);
     e.guess = cands.find((c) => !c.ip.includes(':')) ?? cands[0] ?? null;
   }
 
@@ -264,6 +296,8 @@ export class Traversal {
         e.pushed = tag;
         changes.push({ key: e.key, endpoint: ep });
       }
+      if (path.kind === 'relay') e.relaySince = Math.min(e.relaySince, now);
+      else e.relaySince = Infinity;
       const desc = this.describe(e, path);
       if (desc !== e.lastPath) {
         if (e.lastPath !== '' || desc !== 'none') this.o.log('info', `peer ${e.name}: path ${desc}`);
@@ -273,6 +307,7 @@ export class Traversal {
       next = Math.min(next, e.paths.nextDeadline);
     }
     this.o.engine.setEndpoints(changes);
+    this.birthdayCheck(now);
     this.schedule(next);
   }
 
@@ -289,7 +324,7 @@ export class Traversal {
   }
 
   private endpointFor(e: PeerEntry, path: Path): Uint8Array | null {
-    if (path.kind === 'direct') return encodeEndpoint(path.addr.ip, path.addr.port);
+    if (path.kind === 'direct') return withSocket(encodeEndpoint(path.addr.ip, path.addr.port), path.addr.socket);
     if (path.kind === 'relay') return encodeRelayEndpoint(path.region, e.handle);
     // No relay configured and nothing confirmed yet: try the address control gave us.
     return this.relayMap.regions.length === 0 && e.guess ? encodeEndpoint(e.guess.ip, e.guess.port) : null;
@@ -372,6 +407,12 @@ export class Traversal {
       else if (pong) this.sendUdp(pong, from as DirectAddr);
       e.paths.onPingReceived(from);
     } else if (m.type === 'pong') {
+      const b = this.bday;
+      if (b && b.peer === e && !('relay' in from) && Buffer.from(m.txid.subarray(0, 6)).toString('hex') === b.prefix) {
+        // A spray probe met one of the hard side's mappings: make it a candidate (path choice confirms it).
+        this.o.log('info', `peer ${e.name}: birthday probe answered from ${fmtAddr(from)} after ${b.sent} probes`);
+        e.paths.addCandidates([from], 'ping');
+      }
       const waiter = this.pings.get(Buffer.from(m.txid).toString('hex'));
       if (waiter) {
         waiter({ from: 'relay' in from ? `relay(${this.regionCode(from.relay)})` : fmtAddr(from), seenAs: m.src.port ? fmtAddr(m.src) : null });
@@ -388,7 +429,7 @@ export class Traversal {
   private sendUdp(data: Uint8Array, to: DirectAddr): void {
     let addr: Uint8Array;
     try {
-      addr = encodeEndpoint(to.ip, to.port);
+      addr = withSocket(encodeEndpoint(to.ip, to.port), to.socket);
     } catch {
       return;
     }
@@ -397,7 +438,8 @@ export class Traversal {
 
   private fromSocket(items: Datagram[]): void {
     for (const d of items) {
-      const from = { ip: endpointIp(d.addr), port: endpointPort(d.addr) };
+      const sock = d.addr[1]!;
+      const from: DirectAddr = sock ? { ip: endpointIp(d.addr), port: endpointPort(d.addr), socket: sock } : { ip: endpointIp(d.addr), port: endpointPort(d.addr) };
       if (isStun(d.data, 0, d.data.length)) {
         this.counters.stun_rx++;
         this.stun.handle(d.data, from);
@@ -517,6 +559,98 @@ export class Traversal {
     return this.report;
   }
 
+  // ------------------------------------------------------------ birthday paradox
+
+  private bday: BirthdayRun | null = null;
+
+  /** Start, or end, a birthday attempt (one at a time per node). */
+  private birthdayCheck(now: number): void {
+    const b = this.bday;
+    if (b) {
+      const gone = this.peers.get(b.peer.key) !== b.peer;
+      if (gone || now >= b.until || b.peer.paths.current().kind === 'direct') {
+        if (!gone) this.o.log('info', `peer ${b.peer.name}: birthday attempt ${b.peer.paths.current().kind === 'direct' ? 'succeeded' : 'gave up (staying on the relay)'} after ${b.sent} probes`);
+        this.stopBirthday();
+      }
+      return;
+    }
+    const L = this.o.birthday ?? BIRTHDAY_LIMITS;
+    if (L.sockets <= 0 || this.stopped || !this.o.engine.setExtraSockets) return;
+    for (const e of this.peers.values()) {
+      if (now - e.lastActive >= this.o.timers.sessionActiveMs || now - e.relaySince < L.relayFirstMs || now - e.lastBirthday < L.cooldownMs) continue;
+      const role = birthdayRole(this.report?.mappingVaries ?? null, e.mappingVaries);
+      const targets = publicV4(e.cands);
+      if (!role || !targets.length) continue;
+      e.lastBirthday = now;
+      this.startBirthday(e, role, targets, L, now);
+      return;
+    }
+  }
+
+  private startBirthday(e: PeerEntry, role: 'hard' | 'easy', targets: DirectAddr[], L: BirthdayLimits, now: number): void {
+    const run: BirthdayRun = { peer: e, role, until: now + L.durationMs, timer: null, prefix: randomBytes(6).toString('hex'), sockets: [], sent: 0 };
+    this.bday = run;
+    this.o.log('info', `peer ${e.name}: no direct path; birthday attempt as the ${role} side (${role === 'hard' ? `${L.sockets} sockets` : `${L.probesPerSec} probes/s`}, ${L.durationMs / 1000} s)`);
+    const txid = (): Uint8Array => {
+      const t = new Uint8Array(12);
+      t.set(Buffer.from(run.prefix, 'hex'));
+      t.set(randomBytes(6), 6);
+      return t;
+    };
+    if (role === 'hard') {
+      void this.o.engine.setExtraSockets!(L.sockets, this.socketsInUse()).then((socks) => {
+        if (this.bday !== run) return;
+        run.sockets = [...socks.keys()].filter((i) => !this.socketsInUse().includes(i));
+        const round = (): void => {
+          if (this.bday !== run) return;
+          for (const t of targets) {
+            const pkt = this.seal(e, { type: 'ping', txid: txid(), nodeKey: this.o.nodeKey.publicKey });
+            if (!pkt) return;
+            this.o.engine.sendDatagrams(run.sockets.map((sock) => ({ data: pkt, addr: withSocket(encodeEndpoint(t.ip, t.port), sock) })));
+            run.sent += run.sockets.length;
+          }
+          run.timer = setTimeout(round, L.hardRoundMs);
+        };
+        round();
+      }).catch((err: Error) => this.o.log('warn', `birthday sockets: ${err.message}`));
+    } else {
+      const ips = [...new Set(targets.map((t) => t.ip))];
+      const tickMs = 50;
+      const perTick = Math.max(1, Math.round((L.probesPerSec * tickMs) / 1000));
+      const spray = (): void => {
+        if (this.bday !== run) return;
+        const pkt = this.seal(e, { type: 'ping', txid: txid(), nodeKey: this.o.nodeKey.publicKey });
+        if (!pkt) return;
+        const items: Datagram[] = [];
+        for (const ip of ips) for (const port of randomPorts(perTick)) items.push({ data: pkt, addr: encodeEndpoint(ip, port) });
+        this.o.engine.sendDatagrams(items);
+        run.sent += items.length;
+        run.timer = setTimeout(spray, tickMs);
+      };
+      spray();
+    }
+    this.schedule(run.until);
+  }
+
+  private stopBirthday(): void {
+    const b = this.bday;
+    if (!b) return;
+    this.bday = null;
+    if (b.timer) clearTimeout(b.timer);
+    // The winner (a socket a direct path now uses) stays; the rest close.
+    if (b.role === 'hard') void this.o.engine.setExtraSockets?.(0, this.socketsInUse()).catch(() => undefined);
+  }
+
+  /** Extra sockets that some peer's current path sends from. */
+  private socketsInUse(): number[] {
+    const out: number[] = [];
+    for (const e of this.peers.values()) {
+      const p = e.paths.current();
+      if (p.kind === 'direct' && p.addr.socket) out.push(p.addr.socket);
+    }
+    return out;
+  }
+
   // ------------------------------------------------------------ ping, status
 
   /** One disco ping to a peer over its current path (or the relay); resolves with the pong. */
@@ -577,6 +711,7 @@ export class Traversal {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopBirthday();
     for (const t of this.periodic) clearInterval(t);
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.o.engine.events = null;

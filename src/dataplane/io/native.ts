@@ -33,7 +33,7 @@ export const KEY_LEN = 32;
 /** Datagrams per recvmmsg call; wn_udp_recv_batch returns at most this. */
 export const BATCH_MAX = 256;
 /** fds per wn_poll call. */
-export const POLL_MAX = 64;
+export const POLL_MAX = 272;
 export const IFNAMSIZ = 16;
 
 /** poll(2) event bits (identical on every Linux architecture). */
