@@ -4,8 +4,8 @@
  * Decoders return null on anything malformed and never throw on garbage.
  * Today: WireGuard messages, STUN (stun.ts), disco (disco.ts), control-protocol
  * messages (zod schemas, the map-stream framing, possession proofs) and the
- * relay's frames and admission stream (relay-frames.ts, relay-admission.ts).
- * Later: NAT-PMP, PCP. Depends only on src/crypto (NaCl box for proofs and disco).
+ * relay's frames and admission stream (relay-frames.ts, relay-admission.ts),
+ * NAT-PMP (natpmp.ts) and PCP (pcp.ts) for port mapping. Depends only on src/crypto (NaCl box for proofs and disco).
  */
 export * from './wireguard.js';
 export * from './control.js';
@@ -14,3 +14,5 @@ export * from './stun.js';
 export * from './relay-frames.js';
 export * from './relay-admission.js';
 export * from './disco.js';
+export * from './natpmp.js';
+export * from './pcp.js';
