@@ -16,6 +16,7 @@ import type { MeshStatus } from '../../src/control/mesh-status.js';
 
 const RUNS = Number(process.env['BENCH_NAT_RUNS'] ?? 20);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
+const BDAY_RUNS = Number(process.env['BENCH_BIRTHDAY_RUNS'] ?? 10);
 type Member = { site: Site; node: NodeHandle };
 
 const pct = (xs: number[], p: number): number => {
@@ -28,9 +29,10 @@ async function main(): Promise<void> {
   const tn = await createNatTailnet('benchnat', { env: { WARREN_TEST_MODE: '0', WARREN_LOG: 'info' }, relayArgs: ['--client-rate-mbit', '2000', '--client-burst-kib', '8192'] });
   const lab = tn.net.lab;
   try {
-    const [a, b, h1, h2] = await Promise.all([
+    const [a, b, h1, h2, hx] = await Promise.all([
       tn.node('ba', { nat: 'easy' }), tn.node('bb', { nat: 'easy' }), tn.node('bh', { nat: 'hard' }), tn.node('bi', { nat: 'hard' }),
-    ]) as [Member, Member, Member, Member];
+      tn.node('bx', { nat: 'hard' }),
+    ]) as [Member, Member, Member, Member, Member];
     const ipOf = async (n: NodeHandle): Promise<string> => (await n.cli(['ip', '-4'])).stdout.trim();
     const bIp = await ipOf(b.node);
     const api = new LocalApiClient(a.node.socket);
@@ -59,6 +61,35 @@ async function main(): Promise<void> {
     }
     console.log(`time to first packet (ping answered, via the relay): median ${pct(first, 50)} ms, p90 ${pct(first, 90)} ms  (${RUNS} runs)`);
     console.log(`time to direct path:                                median ${pct(direct, 50)} ms, p90 ${pct(direct, 90)} ms`);
+
+    // Easy ↔ hard (full port range, fully random): the birthday-paradox technique.
+    const bday: Array<number | null> = [];
+    const hxIp = await ipOf(hx.node);
+    const apiX = new LocalApiClient(hx.node.socket);
+    for (let run = 0; run < BDAY_RUNS; run++) {
+      for (const m of [a, hx]) await m.node.cli(['down']);
+      for (const m of [a, hx]) await m.node.up(null);
+      await waitFor('both see each other\'s home region', async () =>
+        (await a.node.status()).peers.some((p) => p.name === 'bx' && p.homeRegion > 0) &&
+        (await hx.node.status()).peers.some((p) => p.name === 'ba' && p.homeRegion > 0), { timeoutMs: 30_000, intervalMs: 50 });
+      // Netcheck has to have judged both NATs before a birthday attempt can start.
+      await waitFor('netcheck done', async () => (await apiX.call('POST', '/v0/netcheck', {}) as { mappingVaries: boolean | null }).mappingVaries === true, { timeoutMs: 30_000, intervalMs: 500 });
+      const t0 = Date.now();
+      const stream = lab.spawn(a.site.host, ['ping', '-i', '0.2', '-W', '1', hxIp], { name: 'ping-stream' });
+      let at: number | null = null;
+      try {
+        await waitFor('direct', async () => /^11\./.test((await api.status() as unknown as MeshStatus).peers.find((p) => p.name === 'bx')?.path ?? ''), { timeoutMs: 40_000, intervalMs: 50 });
+        at = Date.now() - t0;
+      } catch {
+        // stayed relayed
+      }
+      await stream.stop('SIGINT');
+      bday.push(at);
+      process.stdout.write(`  birthday run ${String(run + 1).padStart(2)}: ${at === null ? 'stayed relayed (40 s)' : `direct after ${at} ms`}\n`);
+    }
+    const hits = bday.filter((x): x is number => x !== null);
+    console.log(`easy ↔ hard NAT (full port range) via the birthday paradox: direct in ${hits.length}/${BDAY_RUNS} runs; ` +
+      (hits.length ? `median ${pct(hits, 50)} ms, p90 ${pct(hits, 90)} ms, max ${Math.max(...hits)} ms (includes ${3} s on the relay before an attempt starts)` : ''));
 
     const iperf = async (from: Member, to: Member, label: string): Promise<void> => {
       const dst = await ipOf(to.node);
