@@ -455,7 +455,8 @@ export class Traversal {
       return;
     }
     this.counters.relay_wg_rx++;
-    this.o.engine.relayReceive([{ data, addr: encodeRelayEndpoint(region, e.handle) }]);
+    // A copy: `data` is a view into the TLS read buffer (16 KiB), which postMessage would clone whole.
+    this.o.engine.relayReceive([{ data: new Uint8Array(data), addr: encodeRelayEndpoint(region, e.handle) }]);
   }
 
   private toRelay(items: Datagram[]): void {
