@@ -474,7 +474,8 @@ export class Traversal {
   /** Our endpoints as we advertise them: static first, then STUN-discovered, then LAN. At most 64. */
   endpoints(): string[] {
     const all = [...this.o.staticEndpoints, ...this.stunEndpoints, ...lanEndpoints(this.o.engine.listenPort, this.o.engine.tun)];
-    return [...new Set(all)].slice(0, 64);
+    // Only what control accepts: a STUN answer may say port 0, and one bad entry gets our map stream closed.
+    return [...new Set(all)].filter((ep) => parseEndpoint(ep) !== null).slice(0, 64);
   }
 
   /** What control should know about our network (hostinfo.netinfo). */

@@ -168,3 +168,15 @@ test('a peer whose disco key is unusable (a low-order point) never makes an engi
     await t.stop();
   }
 });
+
+test('our endpoint list holds only what control accepts (a STUN answer of port 0 is left out)', async () => {
+  const { t } = setup();
+  try {
+    (t as unknown as { stunEndpoints: string[] }).stunEndpoints = ['198.51.100.7:0', '198.51.100.7:41641'];
+    const eps = t.endpoints();
+    assert.ok(eps.includes('198.51.100.7:41641'));
+    assert.ok(!eps.includes('198.51.100.7:0'));
+  } finally {
+    await t.stop();
+  }
+});
