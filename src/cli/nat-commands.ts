@@ -16,7 +16,7 @@ export const pingCommand: Command = {
   name: 'ping',
   summary: 'ping a peer over the tailnet\'s own protocol and show the path each pong took',
   usage: [
-    'Usage: warren ping [-c N] [--timeout DURATION] PEER',
+    'Usage: warren ping [-c N] [--interval MS] [--timeout MS] [--until-direct] PEER',
     '',
     'Sends disco pings to PEER (a node name, tailnet address or node key) and prints',
     'each pong with its path ("via relay(CODE)" or "via IP:PORT") and round-trip time.',
