@@ -157,6 +157,8 @@ export class Traversal {
   private relayMap: RelayMap = { regions: [] };
   private stopped = false;
   private lastRestun = 0;
+  /** netinfo() as last reported to the owner (control): only a change is worth a netmap delta to every peer. */
+  private lastNetinfo = '';
   readonly counters = {
     disco_rx: 0, disco_tx: 0, disco_bad: 0, disco_unknown_sender: 0, stun_rx: 0,
     /** WireGuard messages carried by relays, each way. */
@@ -172,7 +174,7 @@ export class Traversal {
       keepaliveMs: o.relayKeepaliveMs,
       backoff: o.relayBackoff,
       onHomeState: (up) => {
-        if (up) this.o.onNetinfoChanged();
+        if (up) this.netinfoChanged();
       },
     });
     this.stun = new StunClient({
@@ -216,7 +218,7 @@ export class Traversal {
       if (!this.relays.region(this.relays.homeRegion) && relayMap.regions[0]) {
         // Provisional home until netcheck measures: the first region, so peers can reach us at once.
         this.relays.setHome(relayMap.regions[0].id);
-        this.o.onNetinfoChanged();
+        this.netinfoChanged();
       }
       if (relayMap.regions.length) void this.netcheck().catch(() => undefined);
     }
@@ -483,6 +485,14 @@ export class Traversal {
     return { homeRegion: this.relays.homeRegion, mappingVaries: this.report?.mappingVaries ?? null, udp: this.report?.udp ?? null };
   }
 
+  /** Tell the owner if netinfo() changed (control's hello carries the current one after a reconnect). */
+  private netinfoChanged(): void {
+    const now = JSON.stringify(this.netinfo());
+    if (now === this.lastNetinfo) return;
+    this.lastNetinfo = now;
+    this.o.onNetinfoChanged();
+  }
+
   private checkEndpoints(): void {
     const list = this.endpoints().join(',');
     if (list === this.lastEndpoints) return;
@@ -548,7 +558,7 @@ export class Traversal {
         this.relays.setHome(home);
         for (const e of this.peers.values()) if (!e.homeRegion) e.paths.setPeerHomeRegion(home);
       }
-      this.o.onNetinfoChanged();
+      this.netinfoChanged();
       this.checkEndpoints();
       return report;
     }).finally(() => {

@@ -180,3 +180,23 @@ test('our endpoint list holds only what control accepts (a STUN answer of port 0
     await t.stop();
   }
 });
+
+test('an unchanged netcheck does not tell control again (each report is a netmap delta to every peer)', async () => {
+  let told = 0;
+  const engine = new FakeEngine();
+  const me = { node: pair(), disco: pair() };
+  const t = new Traversal({
+    engine, nodeKey: me.node, discoKey: me.disco, timers: TEST_PATH_TIMERS, staticEndpoints: [],
+    log: () => {}, onEndpointsChanged: () => {}, onNetinfoChanged: () => told++,
+  });
+  try {
+    await t.netcheck();
+    const first = told;
+    await t.netcheck();
+    await t.netcheck();
+    assert.equal(told, first, 'same netinfo: nothing more sent');
+    assert.ok(first <= 1);
+  } finally {
+    await t.stop();
+  }
+});
