@@ -24,7 +24,7 @@ export const upCommand: Command = {
   name: 'up',
   summary: 'connect this node to the tailnet (register with an auth key the first time)',
   usage: [
-    'Usage: warren up [--login-server URL]... [--auth-key KEY] [--hostname NAME] [--login-server-fingerprint SHA256]\n                 [--static-endpoint IP:PORT]...',
+    'Usage: warren up [--login-server URL]... [--auth-key KEY] [--hostname NAME] [--login-server-fingerprint SHA256]\n                 [--static-endpoint IP:PORT]... [--no-port-mapping | --port-mapping]',
     '',
     'Registers this node with the control server (first time, or after logout) and',
     'brings the tunnel up. Without flags, reconnects with the saved settings.',
@@ -37,6 +37,8 @@ export const upCommand: Command = {
     '                                     ("warren-control fingerprint" prints it)',
     '  --static-endpoint IP:PORT          also advertise this endpoint (a port forward or load balancer);',
     '                                     repeat or comma-separate for several',
+    '  --no-port-mapping                  never ask the router for a port (UPnP, NAT-PMP, PCP); kept until',
+    '                                     "warren up --port-mapping" turns it back on (the default)',
   ].join('\n'),
   options: {
     'login-server': { type: 'string', multiple: true },
@@ -44,6 +46,8 @@ export const upCommand: Command = {
     hostname: { type: 'string' },
     'login-server-fingerprint': { type: 'string' },
     'static-endpoint': { type: 'string', multiple: true },
+    'no-port-mapping': { type: 'boolean' },
+    'port-mapping': { type: 'boolean' },
   },
   async run({ values }, ctx) {
     const servers = list(values['login-server']);
@@ -56,7 +60,9 @@ export const upCommand: Command = {
       }
       if (u.protocol !== 'https:') throw new UsageError(`--login-server "${s}" must be https://`, 'The control protocol only runs over TLS.');
     }
+    if (values['no-port-mapping'] && values['port-mapping']) throw new UsageError('give --no-port-mapping or --port-mapping, not both', "Run 'warren up --help' for usage.");
     const body = {
+      noPortMapping: values['no-port-mapping'] ? true : values['port-mapping'] ? false : undefined,
       loginServers: servers,
       authKey: values['auth-key'] as string | undefined,
       hostname: (values['hostname'] as string | undefined) ?? (servers.length ? defaultHostname() : undefined),

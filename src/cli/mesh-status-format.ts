@@ -1,6 +1,7 @@
 /** `warren status` text for mesh mode: one line per node, then health warnings. */
 import type { MeshStatus } from '../control/mesh-status.js';
 import { ago, formatBytes } from './status-format.js';
+import { PROTOCOL_NAMES } from '../nat/portmap/driver.js';
 
 export function isMeshStatus(s: unknown): s is MeshStatus {
   return typeof s === 'object' && s !== null && (s as { mode?: unknown }).mode === 'mesh';
@@ -23,6 +24,8 @@ export function formatMeshStatus(s: MeshStatus, now: number): string {
     lines.push(`${s.backendState}${s.backendState === 'NeedsLogin' ? ': run "warren up --login-server URL --auth-key KEY"' : s.backendState === 'Stopped' ? ': run "warren up"' : ''}`);
   }
   if (s.self) lines.push(`${v4(s.self.addresses).padEnd(16)}${s.self.name.padEnd(24)}this node${s.controlConnected ? '' : ' (control unreachable)'}`);
+  const pm = s.portMapping;
+  if (pm?.mapped) lines.push(`${''.padEnd(40)}port mapping: ${pm.mapped} → :${pm.internalPort} (${pm.protocol ? PROTOCOL_NAMES[pm.protocol] : '?'} via ${pm.gateway})`);
   for (const p of s.peers) {
     const state = [
       p.online ? 'online' : p.lastSeen ? `offline, last seen ${ago(Math.floor(p.lastSeen / 1000), Math.floor(now / 1000))}` : 'offline',

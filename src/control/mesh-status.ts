@@ -5,6 +5,7 @@
  * (latest handshake, bytes), health warnings as data, and the raw device status.
  */
 import type { DeviceStatus } from '../dataplane/status.js';
+import type { PortMapStatus } from '../nat/portmap/mapper.js';
 
 export type BackendState = 'NeedsLogin' | 'Stopped' | 'Starting' | 'Running';
 
@@ -52,5 +53,7 @@ export interface MeshStatus {
   relays: Array<{ region: number; code: string; connected: boolean; home: boolean }>;
   /** NAT traversal counters (disco and relay traffic, drops by reason). */
   natCounters: Record<string, number>;
+  /** The router port mapping (UPnP / NAT-PMP / PCP): what the gateway offers and the mapped endpoint; null = off (`--no-port-mapping`, or down). */
+  portMapping: PortMapStatus | null;
   device: DeviceStatus;
 }

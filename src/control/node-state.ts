@@ -25,6 +25,8 @@ export interface Prefs {
   wantRunning: boolean;
   /** Operator-set endpoints to advertise (`--static-endpoint`); absent in older prefs files. */
   staticEndpoints?: string[];
+  /** `warren up --no-port-mapping`: never ask the router for a port (UPnP, NAT-PMP, PCP). Absent = mapping on. */
+  noPortMapping?: boolean;
 }
 
 export interface Registration {

@@ -4,7 +4,9 @@
  * last netmap at start (even while control is unreachable); runs the control
  * client while the user wants to be up; turns every netmap into one engine
  * snapshot (reconfig) and one router state (apply). The LocalAPI gives the CLI
- * up/down/logout/status and key rotation.
+ * up/down/logout/status and key rotation. While up (and unless
+ * `--no-port-mapping`), a PortMapper asks the router for a port to the data
+ * socket; `warren down` and a clean shutdown delete that mapping.
  */
 import { Engine } from '../dataplane/engine.js';
 import { Router } from '../control/router.js';
@@ -13,6 +15,8 @@ import type { ControlError } from '../control/control-client.js';
 import { ControlClient } from '../control/control-client.js';
 import { deviceConfig, routerConfig, MESH_MTU } from '../control/netmap-config.js';
 import { Traversal } from '../nat/traversal.js';
+import { PortMapper } from '../nat/portmap/mapper.js';
+import { join } from 'node:path';
 import { normalizeFingerprint } from '../control/pinned-tls.js';
 import type { BackendState, HealthWarning, MeshStatus } from '../control/mesh-status.js';
 import { LocalApiServer, LocalApiError, jsonObjectBody, type LocalApiRoute } from '../localapi/server.js';
@@ -44,6 +48,7 @@ export class MeshNode {
   private applying: Promise<void> = Promise.resolve();
   private waiters: Array<() => void> = [];
   readonly traversal: Traversal;
+  private portMapper: PortMapper | null = null;
 
   constructor(
     private readonly o: MeshModeOptions,
@@ -88,6 +93,27 @@ export class MeshNode {
       }
       this.startClient(prefs);
     }
+    await this.syncPortMapper();
+  }
+
+  /** Port mapping runs while the node is up and the owner has not turned it off. */
+  private async syncPortMapper(): Promise<void> {
+    const p = this.state.prefs();
+    const want = !!p?.wantRunning && !!this.state.registration() && !this.fatal && !p.noPortMapping;
+    if (want && !this.portMapper) {
+      const k = this.o.knobs.portmap;
+      this.portMapper = new PortMapper({
+        internalPort: this.engine.listenPort, lifetimeSec: k.lifetimeSec, pollMs: k.pollMs, only: k.only,
+        memoryFile: join(this.o.stateDir, 'portmap.json'), log: this.o.log,
+      });
+      this.traversal.setPortMapper(this.portMapper);
+      this.portMapper.start();
+    } else if (!want && this.portMapper) {
+      const m = this.portMapper;
+      this.portMapper = null;
+      this.traversal.setPortMapper(null);
+      await m.stop({ deleteMapping: true });
+    }
   }
 
   private startClient(prefs: Prefs): void {
@@ -107,6 +133,7 @@ export class MeshNode {
         this.netmap = null;
         this.state.setNetmap(null);
         if (code === 'node_deleted' || code === 'unknown_node') this.state.setRegistration(null);
+        void this.syncPortMapper();
         void this.apply(null);
       },
       backoffMinMs: this.o.backoffMinMs, backoffMaxMs: this.o.backoffMaxMs,
@@ -146,7 +173,7 @@ export class MeshNode {
     });
   }
 
-  async up(req: { loginServers?: string[]; authKey?: string; hostname?: string; fingerprint?: string; staticEndpoints?: string[] }): Promise<unknown> {
+  async up(req: { loginServers?: string[]; authKey?: string; hostname?: string; fingerprint?: string; staticEndpoints?: string[]; noPortMapping?: boolean }): Promise<unknown> {
     const old = this.state.prefs();
     const servers = req.loginServers?.length ? req.loginServers : old?.loginServers ?? [];
     if (!servers.length) throw new LocalApiError(400, 'no control server: give --login-server URL');
@@ -159,7 +186,8 @@ export class MeshNode {
       }
     }
     const staticEndpoints = req.staticEndpoints ?? old?.staticEndpoints ?? [];
-    const prefs: Prefs = { loginServers: servers, fingerprint, hostname: req.hostname ?? old?.hostname ?? 'warren-node', wantRunning: true, staticEndpoints };
+    const noPortMapping = req.noPortMapping ?? old?.noPortMapping ?? false;
+    const prefs: Prefs = { loginServers: servers, fingerprint, hostname: req.hostname ?? old?.hostname ?? 'warren-node', wantRunning: true, staticEndpoints, noPortMapping };
     this.traversal.setStaticEndpoints(staticEndpoints);
     const reg = this.state.registration();
     const sameServer = reg && servers.includes(reg.server);
@@ -184,6 +212,7 @@ export class MeshNode {
     this.state.setPrefs(prefs);
     this.fatal = null;
     this.startClient(prefs);
+    await this.syncPortMapper();
     await this.waitForNetmap(10_000);
     const st = this.status(null);
     return { backendState: st.backendState, self: st.self };
@@ -193,6 +222,7 @@ export class MeshNode {
     const p = this.state.prefs();
     if (p) this.state.setPrefs({ ...p, wantRunning: false });
     this.stopClient();
+    await this.syncPortMapper();
     await this.apply(null);
   }
 
@@ -259,6 +289,7 @@ export class MeshNode {
       endpoints: this.traversal.endpoints(),
       relays: this.traversal.relayStatus(),
       natCounters: { ...this.traversal.counters },
+      portMapping: this.portMapper?.status() ?? null,
       device: device ?? { publicKey: '', listenPort: this.engine.listenPort, fwMark: 0, tun: this.engine.tun, peers: [], drops: {}, counters: {} },
     };
   }
@@ -283,6 +314,9 @@ export class MeshNode {
 
   async shutdown(): Promise<void> {
     this.stopClient();
+    const m = this.portMapper;
+    this.portMapper = null;
+    await m?.stop({ deleteMapping: true });
     await this.traversal.stop();
   }
 }
@@ -310,7 +344,9 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
         if (servers !== undefined && (!Array.isArray(servers) || servers.some((s) => typeof s !== 'string'))) throw new LocalApiError(400, 'loginServers must be a list of URLs');
         const stat = b['staticEndpoints'];
         if (stat !== undefined && (!Array.isArray(stat) || stat.some((s) => typeof s !== 'string' || !parseEndpoint(s)))) throw new LocalApiError(400, 'staticEndpoints must be a list of IP:PORT');
-        return node.up({ loginServers: servers as string[] | undefined, authKey: optString(b['authKey'], 'authKey'), hostname: optString(b['hostname'], 'hostname'), fingerprint: optString(b['fingerprint'], 'fingerprint'), staticEndpoints: stat as string[] | undefined });
+        const noPm = b['noPortMapping'];
+        if (noPm !== undefined && typeof noPm !== 'boolean') throw new LocalApiError(400, 'noPortMapping must be true or false');
+        return node.up({ loginServers: servers as string[] | undefined, authKey: optString(b['authKey'], 'authKey'), hostname: optString(b['hostname'], 'hostname'), fingerprint: optString(b['fingerprint'], 'fingerprint'), staticEndpoints: stat as string[] | undefined, noPortMapping: noPm });
       },
     },
     {

@@ -6,12 +6,16 @@
  *   WARREN_TIMERS=test            the TEST_TIMERS profile (≈10× shorter)
  *   WARREN_TEST_FORCE_UNDER_LOAD=1 answer every initiation lacking MAC2 with a cookie
  *   WARREN_CRYPTO=node            transport crypto with node:crypto instead of the native helper
+ *   WARREN_PORTMAP_ONLY=upnp|natpmp|pcp  map with this protocol only (all are still probed)
+ *   WARREN_PORTMAP_LIFETIME=SECONDS      ask the gateway for this mapping lifetime (default 7200)
  *
  * WARREN_TIMERS=test also selects the test path-choice timers (src/nat/path-timers.ts)
- * and a 2 s relay keepalive (read deadline 4 s) instead of 30 s.
+ * and a 2 s relay keepalive (read deadline 4 s) instead of 30 s, and polls the
+ * port-mapping gateway every 5 s instead of 60 s.
  */
 import { PRODUCTION_TIMERS, TEST_TIMERS, type TimerProfile } from '../dataplane/constants.js';
 import { PRODUCTION_PATH_TIMERS, TEST_PATH_TIMERS, type PathTimers } from '../nat/path-timers.js';
+import { DEFAULT_LIFETIME_SEC, DEFAULT_POLL_MS, type PortmapProtocol } from '../nat/portmap/index.js';
 import { BIRTHDAY_LIMITS, type BirthdayLimits } from '../nat/birthday.js';
 
 export interface TestKnobs {
@@ -23,15 +27,21 @@ export interface TestKnobs {
   relayKeepaliveMs: number | undefined;
   forceUnderLoad: boolean;
   crypto: 'native' | 'node';
+  portmap: { only: PortmapProtocol | null; lifetimeSec: number; pollMs: number };
 }
 
 export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
   const testMode = env['WARREN_TEST_MODE'] === '1';
   const wantTimers = env['WARREN_TIMERS'];
   const forceLoad = env['WARREN_TEST_FORCE_UNDER_LOAD'] === '1';
-  if (!testMode && (wantTimers === 'test' || forceLoad)) {
-    throw new Error('WARREN_TIMERS=test and WARREN_TEST_FORCE_UNDER_LOAD are test-only and need WARREN_TEST_MODE=1');
+  const pmOnly = env['WARREN_PORTMAP_ONLY'];
+  const pmLifetime = env['WARREN_PORTMAP_LIFETIME'];
+  if (!testMode && (wantTimers === 'test' || forceLoad || pmOnly !== undefined || pmLifetime !== undefined)) {
+    throw new Error('WARREN_TIMERS=test, WARREN_TEST_FORCE_UNDER_LOAD and WARREN_PORTMAP_* are test-only and need WARREN_TEST_MODE=1');
   }
+  if (pmOnly !== undefined && !['upnp', 'natpmp', 'pcp'].includes(pmOnly)) throw new Error(`WARREN_PORTMAP_ONLY must be upnp, natpmp or pcp, not "${pmOnly}"`);
+  const lifetimeSec = pmLifetime === undefined ? DEFAULT_LIFETIME_SEC : Number(pmLifetime);
+  if (!Number.isInteger(lifetimeSec) || lifetimeSec < 1 || lifetimeSec > 86_400) throw new Error(`WARREN_PORTMAP_LIFETIME must be 1…86400 seconds, not "${pmLifetime}"`);
   if (wantTimers !== undefined && wantTimers !== 'test' && wantTimers !== 'production') {
     throw new Error(`WARREN_TIMERS must be "test" or "production", not "${wantTimers}"`);
   }
@@ -44,5 +54,6 @@ export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
     relayKeepaliveMs: test ? 2000 : undefined,
     forceUnderLoad: forceLoad,
     crypto,
+    portmap: { only: (pmOnly as PortmapProtocol | undefined) ?? null, lifetimeSec, pollMs: test ? 5000 : DEFAULT_POLL_MS },
   };
 }

@@ -6,8 +6,8 @@
  *  - keeps one PeerPaths (path choice) per peer and pushes each peer's current
  *    path to the engine as a 20-byte endpoint (direct address or relay);
  *  - speaks disco (sealed ping/pong/call-me-maybe) over UDP and the relays;
- *  - knows our endpoints (LAN addresses, STUN-discovered, static) and tells
- *    control and peers when they change;
+ *  - knows our endpoints (LAN addresses, STUN-discovered, port-mapped,
+ *    static) and tells control and peers when they change;
  *  - runs netcheck, picks the home relay region, answers `warren ping`.
  */
 import { randomBytes } from 'node:crypto';
@@ -25,7 +25,14 @@ import { PeerPaths, type DirectAddr, type Path } from './peer-paths.js';
 import type { PathTimers } from './path-timers.js';
 import { RelayPool } from './relay-pool.js';
 import { StunClient } from './stun-client.js';
-import { chooseHome, runNetcheck, type NetcheckReport } from './netcheck.js';
+import { chooseHome, runNetcheck, type NetcheckReport, type PortMappingReport } from './netcheck.js';
+
+/** What Traversal needs of the port mapper (src/nat/portmap PortMapper). */
+export interface PortMapSource {
+  onChange: (() => void) | null;
+  mappedEndpoint(): string | null;
+  refresh(): Promise<PortMappingReport>;
+}
 import { BIRTHDAY_LIMITS, birthdayRole, peerMappingVaries, publicV4, randomPorts, type BirthdayLimits } from './birthday.js';
 
 export interface TraversalEngine {
@@ -159,6 +166,7 @@ export class Traversal {
   private lastRestun = 0;
   /** netinfo() as last reported to the owner (control): only a change is worth a netmap delta to every peer. */
   private lastNetinfo = '';
+  private portmap: PortMapSource | null = null;
   readonly counters = {
     disco_rx: 0, disco_tx: 0, disco_bad: 0, disco_unknown_sender: 0, stun_rx: 0,
     /** WireGuard messages carried by relays, each way. */
@@ -473,9 +481,10 @@ export class Traversal {
 
   // ------------------------------------------------------------ endpoints, STUN, netcheck
 
-  /** Our endpoints as we advertise them: static first, then STUN-discovered, then LAN. At most 64. */
+  /** Our endpoints as we advertise them: static first, then port-mapped, STUN-discovered, LAN. At most 64. */
   endpoints(): string[] {
-    const all = [...this.o.staticEndpoints, ...this.stunEndpoints, ...lanEndpoints(this.o.engine.listenPort, this.o.engine.tun)];
+    const mapped = this.portmap?.mappedEndpoint();
+    const all = [...this.o.staticEndpoints, ...(mapped ? [mapped] : []), ...this.stunEndpoints, ...lanEndpoints(this.o.engine.listenPort, this.o.engine.tun)];
     // Only what control accepts: a STUN answer may say port 0, and one bad entry gets our map stream closed.
     return [...new Set(all)].filter((ep) => parseEndpoint(ep) !== null).slice(0, 64);
   }
@@ -539,12 +548,13 @@ export class Traversal {
   /** Measure the network now (one at a time), and re-pick the home region. */
   netcheck(): Promise<NetcheckReport> {
     if (this.netcheckRunning) return this.netcheckRunning;
-    this.netcheckRunning = runNetcheck({
+    this.netcheckRunning = Promise.all([runNetcheck({
       regions: this.relayMap.regions,
       stun: (server, timeoutMs) => this.stun.query(server, { timeoutMs }),
       relayPing: (region, timeoutMs) => this.relays.ping(region, timeoutMs),
       timeoutMs: 2000,
-    }).then((report) => {
+    }), this.portmap?.refresh().catch(() => null) ?? null]).then(([report, portMapping]) => {
+      if (portMapping) report.portMapping = portMapping;
       this.report = report;
       const seen = new Set<string>();
       if (report.publicIPv4) seen.add(report.publicIPv4);
@@ -707,6 +717,14 @@ export class Traversal {
 
   relayStatus(): ReturnType<RelayPool['status']> {
     return this.relays.status();
+  }
+
+  /** Port mapping on (a mapper) or off (null): its granted endpoint is one of ours. */
+  setPortMapper(m: PortMapSource | null): void {
+    if (this.portmap) this.portmap.onChange = null;
+    this.portmap = m;
+    if (m) m.onChange = () => this.checkEndpoints();
+    this.checkEndpoints();
   }
 
   setStaticEndpoints(eps: string[]): void {

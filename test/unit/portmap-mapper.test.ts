@@ -183,6 +183,18 @@ for (const p of ['pcp', 'natpmp', 'upnp'] as const) {
   });
 }
 
+test('upnp: a router that comes back on another HTTP port is found again and the mapping re-created', async () => {
+  const r = await rig(['upnp'], { lifetimeSec: 600 });
+  const oldHttp = r.gw.httpPort;
+  r.gw.close();
+  const gw2 = await FakeGateway.start({ bind: '127.0.0.1', protocols: ['upnp'], externalIp: PUBLIC, ssdpPort: r.gw.ssdpPort, now: () => r.sched.clock.now() });
+  cleanups.push(() => gw2.close());
+  assert.notEqual(gw2.httpPort, oldHttp);
+  await fireUntil(r, () => gw2.mappings().length === 1, 3);
+  assert.equal(r.mapper.mappedEndpoint(), `${PUBLIC}:${PORT}`);
+  assert.ok((r.mapper.status().counters['upnp_rediscover'] ?? 0) >= 1);
+});
+
 test('renewal failing: retried until the lifetime runs out, then dropped', async () => {
   const r = await rig(['natpmp']);
   r.gw.close();

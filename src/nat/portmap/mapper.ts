@@ -369,6 +369,7 @@ export class PortMapper {
       this.o.log('warn', `port mapping: ${this.mappedEndpoint()} expired (renewal: ${why})`);
       this.lastError = `renewal failed: ${why}`;
       this.mapping = null;
+      this.probedAt = -Infinity; // ask the gateway afresh what it speaks
       this.onChange?.();
       return;
     }

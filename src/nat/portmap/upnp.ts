@@ -150,8 +150,8 @@ export class UpnpClient implements MapDriver {
     return r?.ok ? r.values['NewExternalIPAddress'] ?? null : null;
   }
 
+  /** Find the gateway's WAN service; on failure the previous one (if any) is kept for later retries. */
   async probe(): Promise<boolean> {
-    this.service = null;
     const location = await this.search();
     if (!location) return false;
     const url = gatewayUrl(location, undefined, this.ctx.env.gateway);
@@ -178,11 +178,25 @@ export class UpnpClient implements MapDriver {
       ['NewInternalClient', this.ctx.env.local], ['NewEnabled', 1], ['NewPortMappingDescription', DESCRIPTION], ['NewLeaseDuration', lease]];
   }
 
+  /**
+   * The service again, found afresh when its control URL stopped answering:
+   * a restarted router (miniupnpd among them) often serves on a new HTTP port.
+   */
+  private async rediscover(): Promise<IgdService | null> {
+    const old = this.service?.controlUrl;
+    this.ctx.count('upnp_rediscover');
+    if (!(await this.probe())) return null;
+    return this.service && this.service.controlUrl !== old ? this.service : null;
+  }
+
   async map(r: MapRequest): Promise<MapResult> {
-    const svc = this.service;
+    let svc = this.service;
     if (!svc) return { ok: false, error: 'no IGD service' };
     this.externalIp = await this.getExternalIp(svc);
-    if (this.externalIp === null) return { ok: false, error: 'no answer to GetExternalIPAddress' };
+    if (this.externalIp === null) {
+      svc = await this.rediscover();
+      if (!svc) return { ok: false, error: 'no answer to GetExternalIPAddress' };
+    }
     let port = r.suggestedExternalPort || r.internalPort;
     let last = 'no answer';
     for (let attempt = 0; attempt < CONFLICT_TRIES + 1; attempt++) {
@@ -205,7 +219,7 @@ export class UpnpClient implements MapDriver {
     const svc = this.service;
     if (!svc) return 'unknown';
     const res = await this.soap(svc, 'GetSpecificPortMappingEntry', [['NewRemoteHost', ''], ['NewExternalPort', externalPort], ['NewProtocol', 'UDP']]);
-    if (!res) return 'unknown';
+    if (!res) return (await this.rediscover()) ? 'lost' : 'unknown';
     if (!res.ok) return res.errorCode === UpnpErrorCode.NO_SUCH_ENTRY || res.errorCode === UpnpErrorCode.INVALID_ARGS ? 'lost' : 'unknown';
     const ours = Number(res.values['NewInternalPort']) === r.internalPort && res.values['NewInternalClient'] === this.ctx.env.local;
     return ours ? 'ok' : 'lost';
