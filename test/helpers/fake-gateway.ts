@@ -177,6 +177,11 @@ export class FakeGateway {
     return Math.floor((this.now() - this.epochStart) / 1000);
   }
 
+  /** The ISP renumbers the router: a new public address, mappings kept. */
+  setExternalIp(ip: string): void {
+    this.o.externalIp = ip;
+  }
+
   /** A router reboot: every mapping forgotten, epoch from 0. */
   restart(): void {
     this.table.clear();

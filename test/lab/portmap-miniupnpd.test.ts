@@ -9,8 +9,9 @@
  * its device counts it as not_wireguard); the mapping is renewed before the
  * lifetime runs out (while a mapping made by natpmpc/upnpc and left alone
  * expires); after miniupnpd restarts with its state gone (rules, leases,
- * epoch) the mapping is re-created; `warren down` deletes it, and `warren
- * up` asks for the same port again.
+ * epoch) the mapping is re-created; when the router's public address
+ * changes the advertised endpoint follows; `warren down` deletes it, and
+ * `warren up` asks for the same port again; a clean shutdown deletes it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -134,6 +135,18 @@ describe('port mapping with miniupnpd as the router', { timeout: 150_000 }, () =
       t.diagnostic(`${m.p}: re-created ${took} ms after the restart`);
       assert.ok(took < 10_000, `${m.p}: re-created in ${took} ms (poll 5 s, renewal every 5 s)`);
       assert.equal((await m.node.status()).portMapping!.mapped, mapped(m), 'the same public endpoint');
+      await reaches(m);
+    });
+  });
+
+  test('the router gets a new public address: the mapped endpoint follows', async (t) => {
+    await all(async (m) => {
+      const old = mapped(m);
+      const started = Date.now();
+      await m.site.changeWanAddress();
+      await waitFor(`${m.p}: ${old} → ${mapped(m)}`, async () => (await m.node.status()).portMapping?.mapped === mapped(m), { timeoutMs: 12_000, intervalMs: 200 });
+      t.diagnostic(`${m.p}: new public address mapped ${Date.now() - started} ms after renumbering`);
+      assert.equal((await m.node.status()).endpoints[0], mapped(m));
       await reaches(m);
     });
   });

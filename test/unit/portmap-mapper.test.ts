@@ -195,6 +195,16 @@ test('upnp: a router that comes back on another HTTP port is found again and the
   assert.ok((r.mapper.status().counters['upnp_rediscover'] ?? 0) >= 1);
 });
 
+for (const p of ['pcp', 'natpmp', 'upnp'] as const) {
+  test(`${p}: the router's new public address is advertised (at the next poll, or renewal for PCP)`, async () => {
+    const r = await rig([p]);
+    r.gw.setExternalIp('11.9.0.9');
+    await fireUntil(r, () => r.mapper.mappedEndpoint() === `11.9.0.9:${PORT}`, 3);
+    assert.ok(r.sched.clock.now() <= (p === 'pcp' ? 5000 : 2000), `within ${r.sched.clock.now()} ms`);
+    assert.equal(r.changes, 2);
+  });
+}
+
 test('renewal failing: retried until the lifetime runs out, then dropped', async () => {
   const r = await rig(['natpmp']);
   r.gw.close();

@@ -11,8 +11,9 @@
  *            failure retry until it expires, then drop it
  *   check    every poll: re-read the gateway and our address (a change
  *            drops the mapping and re-probes); ask the gateway whether it
- *            still has the mapping (PCP/NAT-PMP epoch, UPnP entry) and
- *            re-create at once if not (a restarted gateway)
+ *            still has the mapping (PCP/NAT-PMP epoch, UPnP entry) and its
+ *            public address (NAT-PMP, UPnP; PCP learns it at renewal), and
+ *            map again at once if not (a restarted or renumbered gateway)
  *   stop     deletes the mapping when asked (`warren down`, clean shutdown)
  *
  * A grant becomes a candidate only if it is for our internal port and names
@@ -382,7 +383,7 @@ export class PortMapper {
     const c = await m.driver.check(this.request(m.externalPort), m.externalPort);
     if (this.stopped || this.mapping !== m || c !== 'lost') return;
     this.counters['lost']!++;
-    this.o.log('info', `port mapping: the gateway no longer has ${this.mappedEndpoint()} (restarted?); re-creating`);
+    this.o.log('info', `port mapping: the gateway lost ${this.mappedEndpoint()} (restarted?) or has a new public address; mapping again`);
     m.renewAt = this.clock.now();
   }
 }

@@ -222,7 +222,10 @@ export class UpnpClient implements MapDriver {
     if (!res) return (await this.rediscover()) ? 'lost' : 'unknown';
     if (!res.ok) return res.errorCode === UpnpErrorCode.NO_SUCH_ENTRY || res.errorCode === UpnpErrorCode.INVALID_ARGS ? 'lost' : 'unknown';
     const ours = Number(res.values['NewInternalPort']) === r.internalPort && res.values['NewInternalClient'] === this.ctx.env.local;
-    return ours ? 'ok' : 'lost';
+    if (!ours) return 'lost';
+    // A new public address (the ISP renumbered the router): map again to learn it.
+    const ip = await this.getExternalIp(svc);
+    return ip !== null && ip !== this.externalIp ? 'lost' : 'ok';
   }
 
   async unmap(_r: MapRequest, externalPort: number, timing: ExchangeTiming): Promise<void> {
