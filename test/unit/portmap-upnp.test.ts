@@ -11,6 +11,8 @@ import {
   encodeMSearch, gatewayUrl, parseDescription, parseSoapResponse, parseSsdpResponse, soapRequest, SSDP_MAX_BYTES,
 } from '../../src/nat/portmap/igd.js';
 import { rng } from '../helpers/rng.js';
+import { createServer } from 'node:http';
+import { httpText, UPNP_MAX_BODY } from '../../src/nat/portmap/upnp.js';
 
 const GW = '192.168.1.1';
 const LOCATION = `http://${GW}:5000/rootDesc.xml`;
@@ -190,4 +192,49 @@ test('soap: not an envelope, garbage, truncated: null', () => {
   assert.equal(parseSoapResponse('', 'AddPortMapping'), null);
   for (let n = 0; n < good.length - 3; n++) assert.equal(parseSoapResponse(good.slice(0, n), 'AddPortMapping'), null, `cut at ${n}`);
   assert.deepEqual(parseSoapResponse(good, 'AddPortMapping'), { ok: true, values: {} });
+});
+
+// ------------------------------------------------------------------ http bounds
+
+test('http: bodies over the bound, oversized headers, a slow trickle and redirects give nothing', async () => {
+  const server = createServer((req, res) => {
+    if (req.url === '/big') {
+      res.writeHead(200);
+      res.end('x'.repeat(UPNP_MAX_BODY + 1));
+    } else if (req.url === '/big-chunked') {
+      res.writeHead(200, { 'Transfer-Encoding': 'chunked' });
+      const chunk = 'y'.repeat(16 * 1024);
+      for (let i = 0; i < 8; i++) res.write(chunk);
+      res.end();
+    } else if (req.url === '/headers') {
+      res.writeHead(200, { 'X-Pad': 'z'.repeat(16 * 1024) });
+      res.end('ok');
+    } else if (req.url === '/slow') {
+      res.writeHead(200);
+      const t = setInterval(() => res.write('.'), 50);
+      res.on('close', () => clearInterval(t));
+    } else if (req.url === '/redirect') {
+      res.writeHead(302, { Location: 'http://10.9.9.9/x' });
+      res.end();
+    } else {
+      res.end('fine');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const get = (path: string, timeoutMs = 2000): ReturnType<typeof httpText> =>
+    httpText(new URL(`http://127.0.0.1:${port}${path}`), { method: 'GET', timeoutMs, maxBytes: UPNP_MAX_BODY });
+  try {
+    assert.deepEqual(await get('/ok'), { status: 200, text: 'fine' });
+    assert.equal(await get('/big'), null, 'declared too long');
+    assert.equal(await get('/big-chunked'), null, 'streamed too long');
+    assert.equal(await get('/headers'), null, 'headers over 8 KiB');
+    const started = Date.now();
+    assert.equal(await get('/slow', 300), null, 'a trickle is cut at the deadline');
+    assert.ok(Date.now() - started < 1500);
+    assert.deepEqual(await get('/redirect'), { status: 302, text: '' }, 'a redirect is an answer, never followed');
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
