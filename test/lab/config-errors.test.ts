@@ -161,7 +161,7 @@ void describe('warrend refuses bad configuration and flags', () => {
     writeFileSync(file, good, { mode: 0o600 });
     const r = await runWarrend(daemonArgs(file, 'timers'), { WARREN_TIMERS: 'test' });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /WARREN_TIMERS=test .*need WARREN_TEST_MODE=1/);
+    assert.match(r.stderr, /WARREN_TIMERS=test\b.*need WARREN_TEST_MODE=1/);
     assert.doesNotMatch(r.stderr, /ready: /);
     await assertNothingLeft('test timers outside test mode');
 
