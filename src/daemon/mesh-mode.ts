@@ -119,7 +119,7 @@ export class MeshNode {
   private startClient(prefs: Prefs): void {
     this.client = new ControlClient({
       servers: prefs.loginServers, fingerprint: prefs.fingerprint, state: this.state, hostname: prefs.hostname,
-      endpoints: () => this.traversal.endpoints(), netinfo: () => this.traversal.netinfo(), log: this.o.log,
+      endpoints: () => this.traversal.endpoints(), netinfo: () => this.traversal.netinfoSent(), log: this.o.log,
       onNetmap: (nm, v) => {
         this.netmap = nm;
         this.version = v;

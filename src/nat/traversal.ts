@@ -494,7 +494,18 @@ export class Traversal {
     return { homeRegion: this.relays.homeRegion, mappingVaries: this.report?.mappingVaries ?? null, udp: this.report?.udp ?? null };
   }
 
-  /** Tell the owner if netinfo() changed (control's hello carries the current one after a reconnect). */
+  /**
+   * netinfo() as it is sent to control now (in a hello or a hostinfo frame):
+   * later changes are measured against what control really has, so a new
+   * session that said "no home region yet" is corrected once one is chosen.
+   */
+  netinfoSent(): ReturnType<Traversal['netinfo']> {
+    const n = this.netinfo();
+    this.lastNetinfo = JSON.stringify(n);
+    return n;
+  }
+
+  /** Tell the owner if netinfo() changed since control last heard it. */
   private netinfoChanged(): void {
     const now = JSON.stringify(this.netinfo());
     if (now === this.lastNetinfo) return;
