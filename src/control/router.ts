@@ -25,7 +25,7 @@
  * address. Routes that already exist (for example the kernel's prefix route for
  * an address) are left alone and are not removed later.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { canonicalPrefix } from './wgquick.js';
 
@@ -52,9 +52,21 @@ export interface ApplyResult {
 
 export type ExecFn = (cmd: string, args: string[]) => Promise<string>;
 
+/**
+ * Runs many `ip` commands (the words after `ip`, no family flag) in one
+ * process; resolves to each command's error text, or null where it worked.
+ */
+export type IpBatchFn = (commands: string[][]) => Promise<Array<string | null>>;
+
 export interface RouterOptions {
   /** Runs a command without a shell and resolves to its stdout; rejects with stderr in the message. */
   exec?: ExecFn;
+  /**
+   * Route changes in one `ip -batch` process (one spawn per peer cost 1.6 s for
+   * 100 peers' 200 routes, 10 ms batched). Default: `ip -force -batch -`, unless
+   * a custom `exec` is given, which then runs one command per route.
+   */
+  ipBatch?: IpBatchFn;
   log?: (msg: string) => void;
   /** Work inside this network namespace (`ip -n NS`, `ip netns exec NS sysctl`). */
   netns?: string;
@@ -143,6 +155,7 @@ export function execCommand(cmd: string, args: string[]): Promise<string> {
 
 export class Router {
   private readonly exec: ExecFn;
+  private readonly ipBatch: IpBatchFn | null;
   private readonly log: (msg: string) => void;
   private readonly netns: string | undefined;
   private readonly writeSysctl: (key: string, value: string) => Promise<void>;
@@ -163,6 +176,7 @@ export class Router {
 
   constructor(opts: RouterOptions = {}) {
     this.exec = opts.exec ?? execCommand;
+    this.ipBatch = opts.ipBatch ?? (opts.exec ? null : (commands) => ipBatchCommand(commands, opts.netns));
     this.log = opts.log ?? (() => {});
     this.netns = opts.netns;
     this.writeSysctl = opts.writeSysctl ?? ((key, value) => this.defaultSysctl(key, value));
@@ -211,9 +225,7 @@ export class Router {
     for (const [key, rule] of this.rules) {
       if (!want.rules.has(key)) await this.delRule(key, rule, errors);
     }
-    for (const [key, route] of this.routes) {
-      if (!want.routes.has(key)) await this.delRoute(key, route, errors);
-    }
+    await this.delRoutes([...this.routes].filter(([key]) => !want.routes.has(key)), errors);
     for (const [key, a] of this.addresses) {
       if (!want.addresses.has(key)) await this.delAddress(key, a, errors);
     }
@@ -233,9 +245,7 @@ export class Router {
     for (const [key, a] of want.addresses) {
       if (!this.addresses.has(key)) await this.addAddress(key, a, errors);
     }
-    for (const [key, route] of want.routes) {
-      if (!this.routes.has(key)) await this.addRoute(key, route, errors);
-    }
+    await this.addRoutes([...want.routes].filter(([key]) => !this.routes.has(key)), errors);
     if (want.srcValidMark && !this.srcValidMarkSet) {
       try {
         await this.writeSysctl('net.ipv4.conf.all.src_valid_mark', '1');
@@ -274,7 +284,7 @@ export class Router {
 
   private async removeAll(errors: Error[]): Promise<void> {
     for (const [key, rule] of this.rules) await this.delRule(key, rule, errors);
-    for (const [key, route] of this.routes) await this.delRoute(key, route, errors);
+    await this.delRoutes([...this.routes], errors);
     for (const [key, a] of this.addresses) await this.delAddress(key, a, errors);
     if (errors.length === 0) {
       this.dev = null;
@@ -359,20 +369,42 @@ export class Router {
     if (await this.tryDel([`-${a.family}`, 'address', 'del', a.addr, 'dev', a.dev], errors)) this.addresses.delete(key);
   }
 
-  private async addRoute(key: string, r: RouteItem, errors: Error[]): Promise<void> {
-    const args = [`-${r.family}`, 'route', 'add', r.prefix, 'dev', r.dev, ...tableArgs(r.table)];
-    const result = await this.tryAdd(args, errors);
-    if (result === 'added') {
-      this.routes.set(key, r);
-    } else if (result === 'exists') {
-      // Someone else's route (or the kernel's prefix route for an address): leave it, never delete it.
-      this.log(`router: route ${r.prefix} (table ${r.table}) already exists; leaving it as it is`);
-    }
+  private async addRoutes(items: Array<[string, RouteItem]>, errors: Error[]): Promise<void> {
+    const results = await this.routeCommands('add', items.map(([, r]) => r), errors);
+    items.forEach(([key, r], i) => {
+      const result = addOutcome(results[i]!, errors);
+      if (result === 'added') {
+        this.routes.set(key, r);
+      } else if (result === 'exists') {
+        // Someone else's route (or the kernel's prefix route for an address): leave it, never delete it.
+        this.log(`router: route ${r.prefix} (table ${r.table}) already exists; leaving it as it is`);
+      }
+    });
   }
 
-  private async delRoute(key: string, r: RouteItem, errors: Error[]): Promise<void> {
-    const args = [`-${r.family}`, 'route', 'del', r.prefix, 'dev', r.dev, ...tableArgs(r.table)];
-    if (await this.tryDel(args, errors)) this.routes.delete(key);
+  private async delRoutes(items: Array<[string, RouteItem]>, errors: Error[]): Promise<void> {
+    const results = await this.routeCommands('del', items.map(([, r]) => r), errors);
+    items.forEach(([key], i) => {
+      if (delOutcome(results[i]!, errors)) this.routes.delete(key);
+    });
+  }
+
+  /** `ip route add|del` for each route: in one batch when we can; each one's error or null. */
+  private async routeCommands(verb: 'add' | 'del', routes: RouteItem[], errors: Error[]): Promise<Array<Error | null>> {
+    const words = (r: RouteItem): string[] => ['route', verb, r.prefix, 'dev', r.dev, ...tableArgs(r.table)];
+    if (routes.length === 0) return [];
+    if (!this.ipBatch) {
+      const out: Array<Error | null> = [];
+      for (const r of routes) out.push(await this.ip([`-${r.family}`, ...words(r)]).then(() => null, asError));
+      return out;
+    }
+    try {
+      const texts = await this.ipBatch(routes.map(words));
+      return routes.map((r, i) => (texts[i] == null ? null : new Error(`ip ${words(r).join(' ')}: ${texts[i]}`)));
+    } catch (err) {
+      errors.push(asError(err));
+      return routes.map(() => new Error('not attempted: the batch failed'));
+    }
   }
 
   private async addRule(key: string, r: RuleItem, errors: Error[]): Promise<void> {
@@ -382,15 +414,7 @@ export class Router {
 
   /** Runs an add; 'added', 'exists' (the kernel already had it), or false (failed, error recorded). */
   private async tryAdd(args: string[], errors: Error[]): Promise<'added' | 'exists' | false> {
-    try {
-      await this.ip(args);
-      return 'added';
-    } catch (err) {
-      const e = asError(err);
-      if (EXISTS_RE.test(e.message)) return 'exists';
-      errors.push(e);
-      return false;
-    }
+    return addOutcome(await this.ip(args).then(() => null, asError), errors);
   }
 
   private async delRule(key: string, r: RuleItem, errors: Error[]): Promise<void> {
@@ -399,15 +423,7 @@ export class Router {
 
   /** Runs a delete; true when the item is gone (deleted now or already). */
   private async tryDel(args: string[], errors: Error[]): Promise<boolean> {
-    try {
-      await this.ip(args);
-      return true;
-    } catch (err) {
-      const e = asError(err);
-      if (GONE_RE.test(e.message)) return true;
-      errors.push(e);
-      return false;
-    }
+    return delOutcome(await this.ip(args).then(() => null, asError), errors);
   }
 
   private ip(args: string[]): Promise<string> {
@@ -421,6 +437,63 @@ export class Router {
       await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
     }
   }
+}
+
+/** An add's result: 'added', 'exists' (the kernel already had it), or false (failed, error recorded). */
+function addOutcome(err: Error | null, errors: Error[]): 'added' | 'exists' | false {
+  if (err === null) return 'added';
+  if (EXISTS_RE.test(err.message)) return 'exists';
+  errors.push(err);
+  return false;
+}
+
+/** A delete's result: true when the item is gone (deleted now or already). */
+function delOutcome(err: Error | null, errors: Error[]): boolean {
+  if (err === null || GONE_RE.test(err.message)) return true;
+  errors.push(err);
+  return false;
+}
+
+/**
+ * `ip [-n NS] -force -batch -`: one process for many commands. With -force ip
+ * carries on after a failure and prints the error, then "Command failed -:N"
+ * (N = the line), on stderr.
+ */
+export function ipBatchCommand(commands: string[][], netns?: string): Promise<Array<string | null>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', [...(netns === undefined ? [] : ['-n', netns]), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (stderr += d));
+    child.on('error', (err) => reject(new Error(`ip -batch: ${err.message}`, { cause: err })));
+    child.on('close', (code, signal) => {
+      if (signal) return reject(new Error(`ip -batch: killed by ${signal}`));
+      resolve(parseIpBatchErrors(stderr, commands.length, code ?? 0));
+    });
+    child.stdin.on('error', () => undefined); // an early exit shows up in 'close'
+    child.stdin.end(commands.map((c) => c.join(' ')).join('\n') + '\n');
+  });
+}
+
+/** Each command's error text (null = it worked) from `ip -force -batch`'s stderr. */
+export function parseIpBatchErrors(stderr: string, count: number, exitCode: number): Array<string | null> {
+  const out: Array<string | null> = Array.from({ length: count }, () => null);
+  let message: string[] = [];
+  let failures = 0;
+  for (const line of stderr.split('\n')) {
+    const m = /^Command failed .*:(\d+)$/.exec(line.trim());
+    if (!m) {
+      if (line.trim()) message.push(line.trim());
+      continue;
+    }
+    const i = Number(m[1]) - 1;
+    if (i >= 0 && i < count) out[i] = message.join('; ') || 'failed';
+    failures++;
+    message = [];
+  }
+  // A failure ip did not attribute to a line (it should not happen): fail them all rather than claim success.
+  if (exitCode !== 0 && failures === 0) return out.map(() => stderr.trim() || `ip -batch exited with code ${exitCode}`);
+  return out;
 }
 
 function tableArgs(table: number | 'main'): string[] {
