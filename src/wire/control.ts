@@ -12,6 +12,7 @@ import * as z from 'zod';
 import { isIPv4, isIPv6 } from 'node:net';
 import { boxOpen, boxSeal, BOX_NONCE_LEN, BOX_TAG_LEN } from '../crypto/box.js';
 import { KEY_LEN } from '../crypto/x25519.js';
+import { MAX_ENDPOINTS } from './limits.js';
 
 // ---------------------------------------------------------------- spec constants
 
@@ -36,7 +37,7 @@ export const STREAM_ERROR_CODES = ['node_deleted', 'key_expired', 'bad_proof', '
 
 // ---------------------------------------------------------------- bounds (ours)
 
-export const MAX_ENDPOINTS = 64;
+export { MAX_ENDPOINTS };
 export const MAX_ADDRESSES = 16;
 export const MAX_ALLOWED_IPS = 256;
 export const MAX_TAGS = 32;

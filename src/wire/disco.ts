@@ -38,7 +38,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type * as IpaddrModule from 'ipaddr.js';
 import { BOX_BEFORENM_LEN, BOX_NONCE_LEN, BOX_TAG_LEN, boxOpen, boxOpenAfterNm, boxSeal, boxSealAfterNm } from '../crypto/box.js';
 import { KEY_LEN } from '../crypto/x25519.js';
-import { MAX_ENDPOINTS } from './control.js';
+import { MAX_ENDPOINTS } from './limits.js';
 
 // ipaddr.js is CommonJS with `export =` (see src/control/wgquick.ts).
 const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof IpaddrModule;
