@@ -70,6 +70,7 @@ bench: setup
 	$(NODE) dist/test/bench/bench.js
 	$(NODE) dist/test/bench/control-bench.js
 	$(NODE) dist/test/bench/nat-bench.js
+	$(NODE) dist/test/bench/footprint-bench.js
 
 clean:
 	rm -rf dist native/build
