@@ -14,7 +14,13 @@
  * Whoever starts warrend without the bin (`node warrend.js`) should pass the
  * same flags; `make bench` (footprint) reads them from this line.
  */
-import { main } from '../daemon/main.js';
+import module from 'node:module';
+
+/** Node 22.1+: keep V8's compiled code between starts (systemd's CacheDirectory=, else the temp dir). No-op on Node 20. */
+const compileCache = (module as { enableCompileCache?: (dir?: string) => unknown }).enableCompileCache;
+compileCache?.(process.env['CACHE_DIRECTORY']?.split(':')[0] || undefined);
+
+const { main } = await import('../daemon/main.js');
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
