@@ -31,7 +31,8 @@ import { Lab, twoHosts, waitFor } from '../helpers/lab.js';
 import { MeshLab, startControl, startNode, useControl, type NodeHandle } from '../helpers/mesh.js';
 import { startSimSwarm } from '../helpers/sim-swarm.js';
 import { cpuPercent, procMem, RssSampler } from '../helpers/proc-stats.js';
-import { genKeyPair, startWireguardGo, wireguardGoVersion, type KeyPair } from '../helpers/wg.js';
+import { startWireguardGo, wireguardGoVersion, type KeyPair } from '../helpers/wg.js';
+import { generatePrivateKey, publicKeyOf } from '../../src/crypto/x25519.js';
 import { startWarrend, WARREND } from '../helpers/warrend.js';
 
 const PEERS = (process.env['FOOTPRINT_PEERS'] ?? '100,1000').split(',').map(Number).filter((n) => n >= 2);
@@ -216,14 +217,25 @@ interface PlainFigures {
   idleCpu: number[];
 }
 
+/**
+ * A key pair from random bytes (src/crypto/x25519.ts, no key-generation job). wg.ts's
+ * genKeyPair (generateKeyPairSync, then a JWK export) deadlocked Node 20.20 here once in
+ * ~200 calls: a GC inside the export ran an earlier KeyGenJob's destructor, which waited
+ * on a mutex the thread already held.
+ */
+function keyPair(): KeyPair {
+  const priv = generatePrivateKey();
+  return { privateKey: Buffer.from(priv).toString('base64'), publicKey: Buffer.from(publicKeyOf(priv)).toString('base64') };
+}
+
 /** Two wireguard-go or two warrend (plain mode) with 100 peers each: the other one and 99 keys that never speak. */
 async function plainFigures(kind: 'wireguard-go' | 'warrend', peers: number): Promise<PlainFigures> {
   const lab = Lab.create(kind === 'warrend' ? 'fpplainw' : 'fpplaing');
   try {
     const h = await twoHosts(lab);
-    const extra: KeyPair[] = Array.from({ length: peers - 1 }, () => genKeyPair());
+    const extra: KeyPair[] = Array.from({ length: peers - 1 }, () => keyPair());
     const others = extra.map((k, i) => ({ publicKey: k.publicKey, allowedIps: [`10.89.${i >> 8}.${i & 255}/32`] }));
-    const ka = genKeyPair(), kb = genKeyPair();
+    const ka = keyPair(), kb = keyPair();
     const side = (self: KeyPair, peer: KeyPair, addr: string, peerAddr: string, peerHost: string) => ({
       privateKey: self.privateKey, listenPort: 51820, addresses: [`${addr}/24`],
       peers: [{ publicKey: peer.publicKey, allowedIps: [`${peerAddr}/32`], endpoint: `${peerHost}:51820` }, ...others],
@@ -280,6 +292,25 @@ function cryptoFigures(): CryptoFigures {
 
 // ------------------------------------------------------------------ the report
 
+const f1 = (x: number): string => x.toFixed(1);
+const mx = (xs: number[]): number => Math.max(...xs);
+
+function printMesh(f: MeshFigures): void {
+  say(`mesh mode, ${f.peers} peers per node (${f.swarm}); two warrend nodes, iperf3 between them at ${f.load.gbit.toFixed(2)} Gbit/s`);
+  say(`  node      | RSS after up | max RSS under traffic | peak (VmHWM) | anon / file    | JS heap main / worker | idle CPU`);
+  ['sender', 'receiver'].forEach((role, i) => say(`  ${role.padEnd(9)} | ${`${f1(f.upRss[i]!)} MB`.padEnd(12)} | ${`${f1(f.load.rss[i]!)} MB`.padEnd(21)} | ` +
+    `${`${f1(f.load.hwm[i]!)} MB`.padEnd(12)} | ${`${f1(f.load.anon[i]!)} / ${f1(f.load.file[i]!)} MB`.padEnd(14)} | ` +
+    `${`${f1(f.heap[i]!.main)} / ${f1(f.heap[i]!.worker)} MB`.padEnd(21)} | ${f.idleCpu[i]!.toFixed(2)} %`));
+  if (f.restartMs.length) {
+    say(`  start-up to tunnel-up, restart with saved netmap: ${f.restartMs.map((x) => x.toFixed(0)).join(', ')} ms`);
+    say(`  start-up to tunnel-up, first "warren up":         ${f.firstUpMs.map((x) => x.toFixed(0)).join(', ')} ms`);
+  }
+}
+
+const printPlain = (name: string, p: PlainFigures): void =>
+  say(`plain WireGuard, 100 peers, ${name}: ${p.load.gbit.toFixed(2)} Gbit/s, max RSS ${p.load.rss.map(f1).join(' / ')} MB ` +
+    `(anon ${p.load.anon.map(f1).join(' / ')}, file ${p.load.file.map(f1).join(' / ')}), idle ${p.idleCpu.map((x) => x.toFixed(2)).join(' / ')} %`);
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TUN)');
   const wg = `wireguard-go ${(await wireguardGoVersion()).split('-')[0]}`;
@@ -289,29 +320,14 @@ async function main(): Promise<void> {
   for (const [i, n] of PEERS.entries()) {
     say(`… tailnet with ${n} peers per node`);
     mesh.push(await meshFigures(n, i === 0));
+    printMesh(mesh.at(-1)!);
   }
-  say(`… plain WireGuard, 100 peers: ${wg}, then warrend --wg-config`);
   const g = await plainFigures('wireguard-go', 100);
+  printPlain(wg, g);
   const w = await plainFigures('warrend', 100);
+  printPlain('warrend --wg-config', w);
   say('… crypto');
   const cr = cryptoFigures();
-
-  const f1 = (x: number): string => x.toFixed(1);
-  const mx = (xs: number[]): number => Math.max(...xs);
-  say('');
-  for (const f of mesh) {
-    say(`mesh mode, ${f.peers} peers per node (${f.swarm}); two warrend nodes, iperf3 between them at ${f.load.gbit.toFixed(2)} Gbit/s`);
-    say(`  node      | RSS after up | max RSS under traffic | peak (VmHWM) | anon / file | JS heap main / worker | idle CPU`);
-    ['sender', 'receiver'].forEach((role, i) => say(`  ${role.padEnd(9)} | ${`${f1(f.upRss[i]!)} MB`.padEnd(12)} | ${`${f1(f.load.rss[i]!)} MB`.padEnd(21)} | ` +
-      `${`${f1(f.load.hwm[i]!)} MB`.padEnd(12)} | ${`${f1(f.load.anon[i]!)} / ${f1(f.load.file[i]!)} MB`.padEnd(11)} | ` +
-      `${`${f1(f.heap[i]!.main)} / ${f1(f.heap[i]!.worker)} MB`.padEnd(21)} | ${f.idleCpu[i]!.toFixed(2)} %`));
-    if (f.restartMs.length) {
-      say(`  start-up to tunnel-up, restart with saved netmap: ${f.restartMs.map((x) => x.toFixed(0)).join(', ')} ms`);
-      say(`  start-up to tunnel-up, first "warren up":         ${f.firstUpMs.map((x) => x.toFixed(0)).join(', ')} ms`);
-    }
-  }
-  say(`plain WireGuard, 100 peers: ${wg} ${g.load.gbit.toFixed(2)} Gbit/s, max RSS ${g.load.rss.map(f1).join(' / ')} MB, idle ${g.idleCpu.map((x) => x.toFixed(2)).join(' / ')} %; ` +
-    `warrend --wg-config ${w.load.gbit.toFixed(2)} Gbit/s, max RSS ${w.load.rss.map(f1).join(' / ')} MB, idle ${w.idleCpu.map((x) => x.toFixed(2)).join(' / ')} %`);
   say(`crypto, best of ${CRYPTO_ROUNDS} rounds: openssl ${(cr.opensslBps / 1e9).toFixed(2)} GB/s; wn_seal_batch ${(cr.batchedBps / 1e9).toFixed(2)} GB/s; wn_seal per packet ${(cr.perPacketBps / 1e9).toFixed(2)} GB/s`);
 
   const m100 = mesh[0]!;
