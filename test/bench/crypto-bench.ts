@@ -2,7 +2,7 @@
  * Seal throughput for one 1420-byte WireGuard transport packet at a time:
  * node:crypto (a cipher object per packet), @noble/ciphers (in place), and
  * the native wn_seal through koffi (per packet, batched, and in a worker),
- * plus wn_open, koffi's bare call overhead, a check that koffi does not copy
+ * plus wn_open and wn_open_batch, koffi's bare call overhead, a check that koffi does not copy
  * pointer buffers, and `openssl speed` as the ceiling. Run after `make native`
  * and a build:  node dist/test/bench/crypto-bench.js [seconds-per-case]
  *
@@ -68,10 +68,22 @@ function nativeSealCases(): Result[] {
     sealed.copy(work, 0, 0, sealedLen);
     if (wn.open(key, work, sealedLen) !== PLAIN) throw new Error('open failed');
   });
+
+  // Open batch: a batch sealed once (counters 0..BATCH-1), copied back before each call.
+  const sealedBatch = Buffer.alloc(SLOT * BATCH);
+  const sealedLens = new Int32Array(BATCH).fill(PLAIN);
+  wn.sealBatch(key, 1, 0, sealedBatch, SLOT, BATCH, sealedLens, MTU);
+  const openLens = new Int32Array(BATCH);
+  const openBatched = rate(() => {
+    sealedBatch.copy(buf);
+    openLens.set(sealedLens);
+    if (wn.openBatch(key, null, buf, SLOT, BATCH, null, openLens) !== BATCH) throw new Error('open batch failed');
+  }, BATCH);
   return [
     { name: 'wn_seal via koffi, one call per packet', ops: perPacket, unit: 'packets' },
     { name: `wn_seal_batch via koffi, ${BATCH} packets per call`, ops: batched, unit: 'packets' },
     { name: 'wn_open via koffi (+ a 1452-byte copy), one call per packet', ops: open, unit: 'packets' },
+    { name: `wn_open_batch via koffi, ${BATCH} per call (+ their copy)`, ops: openBatched, unit: 'packets' },
   ];
 }
 
