@@ -12,7 +12,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import {
-  makeProof, ChallengeResponse, RegisterResponse, RotateResponse, ServerFrame, parseOr400,
+  makeProof, ChallengeResponse, RegisterResponse, RotateResponse, ServerFrame, parseOr400, matches, type Schema,
   type Netmap, type Change, type JsonValue,
 } from '../wire/control.js';
 import { encodeFrame, FrameDecoder } from '../wire/control-frames.js';
@@ -81,7 +81,7 @@ export class ControlClient {
     return this.pinned.connectOptions(url.hostname, Number(url.port || 443));
   }
 
-  private async json<T>(server: string, method: 'GET' | 'POST', path: string, body: unknown, schema: { safeParse(v: unknown): { success: boolean } }): Promise<T> {
+  private async json<T>(server: string, method: 'GET' | 'POST', path: string, body: unknown, schema: Schema<T>): Promise<T> {
     const url = new URL(path, server);
     let tls: ConnectionOptions;
     try {
@@ -113,7 +113,7 @@ export class ControlClient {
             const e = v as { error?: string; code?: string };
             return reject(new ControlError(e.code ?? 'http_error', e.error ?? `HTTP ${res.statusCode}`, res.statusCode));
           }
-          if (!schema.safeParse(v).success) return reject(new ControlError('bad_response', `${url.origin}${path}: malformed answer`, res.statusCode));
+          if (!matches(schema, v)) return reject(new ControlError('bad_response', `${url.origin}${path}: malformed answer`, res.statusCode));
           resolve(v as T);
         });
       });

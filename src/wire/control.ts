@@ -1,5 +1,5 @@
 /**
- * Control protocol v1 messages (control-protocol.md): zod schemas and their
+ * Control protocol v1 messages (control-protocol.md): valibot schemas and their
  * types for the HTTPS requests/responses and the map-stream frames, plus the
  * possession proofs (NaCl box to the server key). Pure: no I/O, no clocks.
  *
@@ -8,7 +8,7 @@
  * Each schema is exported under the same name as its type, so
  * `parseOr400(RegisterRequest, body)` yields a `RegisterRequest`.
  */
-import * as z from 'zod';
+import * as v from 'valibot';
 import { isIPv4, isIPv6 } from 'node:net';
 import { boxOpen, boxSeal, BOX_NONCE_LEN, BOX_TAG_LEN } from '../crypto/box.js';
 import { KEY_LEN } from '../crypto/x25519.js';
@@ -67,15 +67,17 @@ export function fromB64(s: unknown, len?: number): Uint8Array | null {
 }
 
 /** A base64 string whose decoded length is in [min, max]. */
-function b64Bytes(min: number, max: number = min): z.ZodString {
-  return z.string().superRefine((s, ctx) => {
+function b64Bytes(min: number, max: number = min): v.GenericSchema<string> {
+  return v.pipe(v.string(), v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const s = dataset.value;
     if (s.length > 4 * Math.ceil(max / 3) || !B64_RE.test(s) || Buffer.from(s, 'base64').toString('base64') !== s) {
-      ctx.addIssue({ code: 'custom', message: s.length > 4 * Math.ceil(max / 3) && B64_RE.test(s) ? `too long for ${max} bytes` : 'not base64' });
+      addIssue({ message: s.length > 4 * Math.ceil(max / 3) && B64_RE.test(s) ? `too long for ${max} bytes` : 'not base64' });
       return;
     }
     const n = Buffer.byteLength(s, 'base64');
-    if (n < min || n > max) ctx.addIssue({ code: 'custom', message: min === max ? `must be ${min} bytes, got ${n}` : `must be ${min}..${max} bytes, got ${n}` });
-  });
+    if (n < min || n > max) addIssue({ message: min === max ? `must be ${min} bytes, got ${n}` : `must be ${min}..${max} bytes, got ${n}` });
+  }));
 }
 
 /** A 32-byte X25519 public key in base64. */
@@ -91,15 +93,46 @@ const DNS_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 const SNAKE_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const PRINTABLE_RE = /^[\x21-\x7e]+$/;
 
+/** An integer in [min, max] (safe integers only). */
+function int(min: number, max?: number): v.GenericSchema<number> {
+  return max === undefined
+    ? v.pipe(v.number(), v.safeInteger(), v.minValue(min))
+    : v.pipe(v.number(), v.safeInteger(), v.minValue(min), v.maxValue(max));
+}
+/** A string matching `re` (else `message`), optionally at most `max` characters. */
+function matching(re: RegExp, message: string, max?: number): v.GenericSchema<string> {
+  return max === undefined ? v.pipe(v.string(), v.regex(re, message)) : v.pipe(v.string(), v.maxLength(max), v.regex(re, message));
+}
+/** A string for which `ok` holds (else `message`). */
+function stringWhere(ok: (s: string) => boolean, message: string): v.GenericSchema<string> {
+  return v.pipe(v.string(), v.check(ok, message));
+}
+/** An array of at most `max` items. */
+function arrayOf<T>(item: v.GenericSchema<unknown, T>, max: number): v.GenericSchema<unknown, T[]> {
+  return v.pipe(v.array(item), v.maxLength(max));
+}
+/**
+ * A strict object (an unknown field is an error). valibot reports the first
+ * unknown field only; the message counts the others.
+ */
+function strictObject<E extends v.ObjectEntries>(entries: E): v.StrictObjectSchema<E, v.ErrorMessage<v.StrictObjectIssue>> {
+  return v.strictObject(entries, (issue) => {
+    if (issue.expected !== 'never') return issue.message;
+    const parent = issue.path?.[issue.path.length - 1]?.input;
+    const extra = parent && typeof parent === 'object' ? Object.keys(parent).filter((k) => !Object.prototype.hasOwnProperty.call(entries, k)).length : 1;
+    return extra > 1 ? `unknown field (and ${extra - 1} more)` : 'unknown field';
+  });
+}
+
 /** A host name as a single DNS label: letters, digits, inner hyphens, 1..63 chars. */
-export const hostname = z.string().regex(LABEL_RE, 'not a DNS label (letters, digits, inner hyphens, 1..63 chars)');
-const dnsName = z.string().regex(DNS_NAME_RE, 'not a DNS name');
-const ipAddress = z.string().refine((s) => s.length <= 39 && (isIPv4(s) || (isIPv6(s) && !s.includes('%'))), 'not an IP address');
-const id = z.int().min(0);
-const ms = z.int().min(0);
-const version = z.int().min(0);
-const tag = z.string().max(64).regex(PRINTABLE_RE, 'not a tag (printable ASCII, no spaces)');
-const snakeCode = z.string().regex(SNAKE_RE, 'not a snake_case code');
+export const hostname = matching(LABEL_RE, 'not a DNS label (letters, digits, inner hyphens, 1..63 chars)');
+const dnsName = matching(DNS_NAME_RE, 'not a DNS name');
+const ipAddress = stringWhere((s) => s.length <= 39 && (isIPv4(s) || (isIPv6(s) && !s.includes('%'))), 'not an IP address');
+const id = int(0);
+const ms = int(0);
+const version = int(0);
+const tag = matching(PRINTABLE_RE, 'not a tag (printable ASCII, no spaces)', 64);
+const snakeCode = matching(SNAKE_RE, 'not a snake_case code');
 
 /** "ip:port" or "[v6]:port" → parts, or null. Port 1..65535 without leading zeros, no zone ids. */
 export function parseEndpoint(s: string): { ip: string; port: number } | null {
@@ -122,9 +155,9 @@ export function isCidr(s: string): boolean {
   return isIPv6(m[1]!) && bits <= 128;
 }
 
-export const endpoint = z.string().refine((s) => parseEndpoint(s) !== null, 'not ip:port or [ipv6]:port');
-const cidr = z.string().refine(isCidr, 'not an address/prefix');
-const endpoints = z.array(endpoint).max(MAX_ENDPOINTS);
+export const endpoint = stringWhere((s) => parseEndpoint(s) !== null, 'not ip:port or [ipv6]:port');
+const cidr = stringWhere(isCidr, 'not an address/prefix');
+const endpoints = arrayOf(endpoint, MAX_ENDPOINTS);
 
 // ---------------------------------------------------------------- hostinfo
 
@@ -169,49 +202,46 @@ export function hostinfoProblem(v: unknown): string | null {
 }
 
 /** Free-form facts about a node (os, version, …): a JSON object of at most 4 KiB, nested at most 4 deep. */
-export const Hostinfo = z.custom<Hostinfo>().superRefine((v, ctx) => {
-  const problem = hostinfoProblem(v);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
+export const Hostinfo = v.custom<Hostinfo>((x) => hostinfoProblem(x) === null, (issue) => hostinfoProblem(issue.input) ?? issue.message);
 
 // ---------------------------------------------------------------- HTTPS requests
 
-export const Proof = z.strictObject({ key: b64Key, nonce: b64Nonce, box: b64Box });
-export type Proof = z.infer<typeof Proof>;
+export const Proof = strictObject({ key: b64Key, nonce: b64Nonce, box: b64Box });
+export type Proof = v.InferOutput<typeof Proof>;
 
-export const ChallengeResponse = z.strictObject({
+export const ChallengeResponse = strictObject({
   serverKey: b64Key,
   nonce: b64Nonce,
-  expiresInMs: z.int().min(1),
+  expiresInMs: int(1),
 });
-export type ChallengeResponse = z.infer<typeof ChallengeResponse>;
+export type ChallengeResponse = v.InferOutput<typeof ChallengeResponse>;
 
-export const RegisterRequest = z.strictObject({
+export const RegisterRequest = strictObject({
   machine: Proof,
   node: Proof,
   discoKey: b64Key,
-  authKey: z.string().min(1).max(MAX_AUTHKEY_LEN).regex(PRINTABLE_RE, 'not an auth key (printable ASCII)'),
+  authKey: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_AUTHKEY_LEN), v.regex(PRINTABLE_RE, 'not an auth key (printable ASCII)')),
   hostname,
 });
-export type RegisterRequest = z.infer<typeof RegisterRequest>;
+export type RegisterRequest = v.InferOutput<typeof RegisterRequest>;
 
-export const RegisterResponse = z.strictObject({
+export const RegisterResponse = strictObject({
   nodeId: id,
   name: hostname,
-  addresses: z.array(cidr).max(MAX_ADDRESSES),
-  keyExpiry: ms.nullable(),
-  tags: z.array(tag).max(MAX_TAGS),
+  addresses: arrayOf(cidr, MAX_ADDRESSES),
+  keyExpiry: v.nullable(ms),
+  tags: arrayOf(tag, MAX_TAGS),
 });
-export type RegisterResponse = z.infer<typeof RegisterResponse>;
+export type RegisterResponse = v.InferOutput<typeof RegisterResponse>;
 
-export const RotateRequest = z.strictObject({ machine: Proof, newNode: Proof, discoKey: b64Key });
-export type RotateRequest = z.infer<typeof RotateRequest>;
+export const RotateRequest = strictObject({ machine: Proof, newNode: Proof, discoKey: b64Key });
+export type RotateRequest = v.InferOutput<typeof RotateRequest>;
 
-export const RotateResponse = z.strictObject({ nodeId: id, keyExpiry: ms.nullable() });
-export type RotateResponse = z.infer<typeof RotateResponse>;
+export const RotateResponse = strictObject({ nodeId: id, keyExpiry: v.nullable(ms) });
+export type RotateResponse = v.InferOutput<typeof RotateResponse>;
 
-export const ErrorResponse = z.strictObject({ error: z.string().max(1024), code: snakeCode });
-export type ErrorResponse = z.infer<typeof ErrorResponse>;
+export const ErrorResponse = strictObject({ error: v.pipe(v.string(), v.maxLength(1024)), code: snakeCode });
+export type ErrorResponse = v.InferOutput<typeof ErrorResponse>;
 
 // ---------------------------------------------------------------- relay map
 
@@ -220,120 +250,135 @@ const FINGERPRINT_RE = /^[0-9a-f]{64}$/;
 export const MAX_RELAY_REGIONS = 64;
 
 /** An https URL with a host and no path beyond "/" (where a relay server listens). */
-const relayUrl = z.string().max(256).refine((s) => {
+const relayUrl = v.pipe(v.string(), v.maxLength(256), v.check((s) => {
   try {
     const u = new URL(s);
     return u.protocol === 'https:' && u.hostname !== '' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
   } catch {
     return false;
   }
-}, 'not an https://host[:port] URL');
+}, 'not an https://host[:port] URL'));
 
-export const RelayNode = z.strictObject({
+export const RelayNode = strictObject({
   name: hostname,
   url: relayUrl,
   /** SHA-256 of the relay's certificate (lowercase hex), or null for a CA-signed certificate. */
-  fingerprint: z.string().regex(FINGERPRINT_RE, 'not a SHA-256 fingerprint (64 lowercase hex digits)').nullable(),
+  fingerprint: v.nullable(matching(FINGERPRINT_RE, 'not a SHA-256 fingerprint (64 lowercase hex digits)')),
   /** STUN servers on that host (ip:port); two addresses allow mapping-behaviour tests. */
-  stun: z.array(endpoint).max(4),
+  stun: arrayOf(endpoint, 4),
 });
-export type RelayNode = z.infer<typeof RelayNode>;
+export type RelayNode = v.InferOutput<typeof RelayNode>;
 
-export const RelayRegion = z.strictObject({
-  id: z.int().min(1).max(65535),
-  code: z.string().regex(REGION_CODE_RE, 'not a region code (lowercase letters, digits, inner hyphens, 1..32 chars)'),
-  name: z.string().min(1).max(64),
-  nodes: z.array(RelayNode).min(1).max(16),
+export const RelayRegion = strictObject({
+  id: int(1, 65535),
+  code: matching(REGION_CODE_RE, 'not a region code (lowercase letters, digits, inner hyphens, 1..32 chars)'),
+  name: v.pipe(v.string(), v.minLength(1), v.maxLength(64)),
+  nodes: v.pipe(v.array(RelayNode), v.minLength(1), v.maxLength(16)),
 });
-export type RelayRegion = z.infer<typeof RelayRegion>;
+export type RelayRegion = v.InferOutput<typeof RelayRegion>;
 
-export const RelayMap = z.strictObject({ regions: z.array(RelayRegion).max(MAX_RELAY_REGIONS) }).superRefine((m, ctx) => {
-  const ids = new Set<number>();
-  m.regions.forEach((r, i) => {
-    if (ids.has(r.id)) ctx.addIssue({ code: 'custom', path: ['regions', i, 'id'], message: `region id ${r.id} appears twice` });
-    ids.add(r.id);
-  });
-});
-export type RelayMap = z.infer<typeof RelayMap>;
+export const RelayMap = v.pipe(
+  strictObject({ regions: arrayOf(RelayRegion, MAX_RELAY_REGIONS) }),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const ids = new Set<number>();
+    dataset.value.regions.forEach((r, i) => {
+      if (ids.has(r.id)) {
+        addIssue({
+          message: `region id ${r.id} appears twice`,
+          path: [
+            { type: 'object', origin: 'value', input: dataset.value, key: 'regions', value: dataset.value.regions },
+            { type: 'array', origin: 'value', input: dataset.value.regions, key: i, value: r },
+            { type: 'object', origin: 'value', input: r, key: 'id', value: r.id },
+          ],
+        });
+      }
+      ids.add(r.id);
+    });
+  }),
+);
+export type RelayMap = v.InferOutput<typeof RelayMap>;
 
 // ---------------------------------------------------------------- netmap
 
-export const NodeView = z.strictObject({
+export const NodeView = strictObject({
   id,
   name: hostname,
   nodeKey: b64Key,
   discoKey: b64Key,
-  addresses: z.array(cidr).max(MAX_ADDRESSES),
-  allowedIps: z.array(cidr).max(MAX_ALLOWED_IPS),
+  addresses: arrayOf(cidr, MAX_ADDRESSES),
+  allowedIps: arrayOf(cidr, MAX_ALLOWED_IPS),
   endpoints,
-  online: z.boolean(),
-  lastSeen: ms.nullable(),
-  keyExpiry: ms.nullable(),
-  tags: z.array(tag).max(MAX_TAGS),
+  online: v.boolean(),
+  lastSeen: v.nullable(ms),
+  keyExpiry: v.nullable(ms),
+  tags: arrayOf(tag, MAX_TAGS),
   hostinfo: Hostinfo,
   /** The relay region the node is connected to (its "home"), 0 when none. */
-  homeRegion: z.int().min(0).max(65535),
+  homeRegion: int(0, 65535),
 });
-export type NodeView = z.infer<typeof NodeView>;
+export type NodeView = v.InferOutput<typeof NodeView>;
 
-const filterItems = z.array(z.string().max(128).regex(PRINTABLE_RE, 'not a filter item')).max(MAX_FILTER_ITEMS);
+const filterItems = arrayOf(matching(PRINTABLE_RE, 'not a filter item', 128), MAX_FILTER_ITEMS);
 
-export const Netmap = z.strictObject({
+export const Netmap = strictObject({
   self: NodeView,
-  peers: z.array(NodeView).max(MAX_PEERS),
-  dns: z.strictObject({ nameservers: z.array(ipAddress).max(16), domains: z.array(dnsName).max(32) }),
-  packetFilter: z.array(z.strictObject({ src: filterItems, dst: filterItems })).max(MAX_FILTER_RULES),
-  keepaliveMs: z.int().min(1).max(3_600_000),
+  peers: arrayOf(NodeView, MAX_PEERS),
+  dns: strictObject({ nameservers: arrayOf(ipAddress, 16), domains: arrayOf(dnsName, 32) }),
+  packetFilter: arrayOf(strictObject({ src: filterItems, dst: filterItems }), MAX_FILTER_RULES),
+  keepaliveMs: int(1, 3_600_000),
   relayMap: RelayMap,
 });
-export type Netmap = z.infer<typeof Netmap>;
+export type Netmap = v.InferOutput<typeof Netmap>;
 
-export const Change = z.discriminatedUnion('op', [
-  z.strictObject({ op: z.literal('upsert'), node: NodeView }),
-  z.strictObject({ op: z.literal('remove'), id }),
-  z.strictObject({ op: z.literal('self'), node: NodeView }),
+export const Change = v.variant('op', [
+  strictObject({ op: v.literal('upsert'), node: NodeView }),
+  strictObject({ op: v.literal('remove'), id }),
+  strictObject({ op: v.literal('self'), node: NodeView }),
 ]);
-export type Change = z.infer<typeof Change>;
+export type Change = v.InferOutput<typeof Change>;
 
 // ---------------------------------------------------------------- map-stream frames
 
-export const KeepaliveFrame = z.strictObject({ type: z.literal('keepalive') });
-export type KeepaliveFrame = z.infer<typeof KeepaliveFrame>;
+export const KeepaliveFrame = strictObject({ type: v.literal('keepalive') });
+export type KeepaliveFrame = v.InferOutput<typeof KeepaliveFrame>;
 
-export const HelloFrame = z.strictObject({
-  type: z.literal('hello'),
+export const HelloFrame = strictObject({
+  type: v.literal('hello'),
   machine: Proof,
   nodeKey: b64Key,
-  version: version.nullable(),
+  version: v.nullable(version),
   endpoints,
   hostinfo: Hostinfo,
 });
-export type HelloFrame = z.infer<typeof HelloFrame>;
+export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 
-export const EndpointsFrame = z.strictObject({ type: z.literal('endpoints'), endpoints });
-export type EndpointsFrame = z.infer<typeof EndpointsFrame>;
+export const EndpointsFrame = strictObject({ type: v.literal('endpoints'), endpoints });
+export type EndpointsFrame = v.InferOutput<typeof EndpointsFrame>;
 
-export const HostinfoFrame = z.strictObject({ type: z.literal('hostinfo'), hostinfo: Hostinfo });
-export type HostinfoFrame = z.infer<typeof HostinfoFrame>;
+export const HostinfoFrame = strictObject({ type: v.literal('hostinfo'), hostinfo: Hostinfo });
+export type HostinfoFrame = v.InferOutput<typeof HostinfoFrame>;
 
-export const ClientFrame = z.discriminatedUnion('type', [HelloFrame, KeepaliveFrame, EndpointsFrame, HostinfoFrame]);
-export type ClientFrame = z.infer<typeof ClientFrame>;
+export const ClientFrame = v.variant('type', [HelloFrame, KeepaliveFrame, EndpointsFrame, HostinfoFrame]);
+export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
-export const FullFrame = z.strictObject({ type: z.literal('full'), version, netmap: Netmap });
-export type FullFrame = z.infer<typeof FullFrame>;
+export const FullFrame = strictObject({ type: v.literal('full'), version, netmap: Netmap });
+export type FullFrame = v.InferOutput<typeof FullFrame>;
 
-export const DeltaFrame = z.strictObject({ type: z.literal('delta'), version, changes: z.array(Change).max(MAX_CHANGES) });
-export type DeltaFrame = z.infer<typeof DeltaFrame>;
+export const DeltaFrame = strictObject({ type: v.literal('delta'), version, changes: arrayOf(Change, MAX_CHANGES) });
+export type DeltaFrame = v.InferOutput<typeof DeltaFrame>;
 
-export const ErrorFrame = z.strictObject({ type: z.literal('error'), code: snakeCode, error: z.string().max(1024) });
-export type ErrorFrame = z.infer<typeof ErrorFrame>;
+export const ErrorFrame = strictObject({ type: v.literal('error'), code: snakeCode, error: v.pipe(v.string(), v.maxLength(1024)) });
+export type ErrorFrame = v.InferOutput<typeof ErrorFrame>;
 
-export const ServerFrame = z.discriminatedUnion('type', [FullFrame, DeltaFrame, KeepaliveFrame, ErrorFrame]);
-export type ServerFrame = z.infer<typeof ServerFrame>;
+export const ServerFrame = v.variant('type', [FullFrame, DeltaFrame, KeepaliveFrame, ErrorFrame]);
+export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
 // ---------------------------------------------------------------- validation messages
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+/** Any schema of this module (what `parseOr400` takes). */
+export type Schema<T> = v.GenericSchema<unknown, T>;
 
 const MAX_ISSUES_SHOWN = 3;
 
@@ -351,56 +396,54 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
-  let v = data;
+  let x = data;
   for (const p of path) {
-    if (typeof v !== 'object' || v === null || !Object.prototype.hasOwnProperty.call(v, p)) return undefined;
-    v = (v as Record<PropertyKey, unknown>)[p];
+    if (typeof x !== 'object' || x === null || !Object.prototype.hasOwnProperty.call(x, p)) return undefined;
+    x = (x as Record<PropertyKey, unknown>)[p];
   }
-  return v;
+  return x;
 }
 
-function kind(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
+function kind(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'array';
+  return typeof x;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
-  const here = formatPath(issue.path);
-  const at = (msg: string, path = here): string => `${path || '(body)'}: ${msg}`;
-  switch (issue.code) {
-    case 'unrecognized_keys': {
-      const key = formatPath([...issue.path, issue.keys[0] ?? '']);
-      const more = issue.keys.length > 1 ? ` (and ${issue.keys.length - 1} more)` : '';
-      return at(`unknown field${more}`, key);
+function describeIssue(issue: v.BaseIssue<unknown>, keys: readonly PropertyKey[], data: unknown): string {
+  const here = formatPath(keys);
+  const at = (msg: string): string => `${here || '(body)'}: ${msg}`;
+  const x = valueAt(data, keys);
+  const limit = String(issue.requirement);
+  switch (issue.type) {
+    case 'strict_object':
+      if (issue.expected === 'never') return at(issue.message.startsWith('unknown field') ? issue.message : 'unknown field');
+      break;
+    case 'variant': {
+      if (keys.length === 0) break; // not an object at all
+      const allowed = (issue.expected ?? '').replace(/^\((.*)\)$/, '$1').split(' | ').join(', ');
+      if (x === undefined) return at(`missing (one of ${allowed})`);
+      return at(`${typeof x === 'string' ? `"${x.slice(0, 40)}"` : kind(x)} is not one of ${allowed}`);
     }
-    case 'invalid_type': {
-      const v = valueAt(data, issue.path);
-      if (v === undefined) return at('missing');
-      return at(`expected ${issue.expected}, got ${kind(v)}`);
-    }
-    case 'invalid_union': {
-      if (issue.discriminator !== undefined && 'options' in issue && issue.options) {
-        const options = issue.options;
-        const v = valueAt(data, issue.path);
-        const allowed = options.map((o) => `"${String(o)}"`).join(', ');
-        if (v === undefined) return at(`missing (one of ${allowed})`);
-        const got = typeof v === 'string' ? `"${v.slice(0, 40)}"` : kind(v);
-        return at(`${got} is not one of ${allowed}`);
-      }
-      return at('matches no allowed form');
-    }
-    case 'too_big':
-      if (issue.origin === 'array') return at(`too many items (max ${String(issue.maximum)})`);
-      if (issue.origin === 'string') return at(`too long (max ${String(issue.maximum)} characters)`);
-      return at(`must be <= ${String(issue.maximum)}`);
-    case 'too_small':
-      if (issue.origin === 'array') return at(`too few items (min ${String(issue.minimum)})`);
-      if (issue.origin === 'string') return at(issue.minimum === 1 ? 'empty' : `too short (min ${String(issue.minimum)} characters)`);
-      return at(`must be >= ${String(issue.minimum)}`);
-    default:
-      return at(issue.message.replace(/^Invalid input: /, ''));
+    case 'safe_integer':
+      return at(`expected int, got ${kind(x)}`);
+    case 'max_length':
+      return at(Array.isArray(issue.input) ? `too many items (max ${limit})` : `too long (max ${limit} characters)`);
+    case 'min_length':
+      if (Array.isArray(issue.input)) return at(`too few items (min ${limit})`);
+      return at(limit === '1' ? 'empty' : `too short (min ${limit} characters)`);
+    case 'max_value':
+      return at(`must be <= ${limit}`);
+    case 'min_value':
+      return at(`must be >= ${limit}`);
+    case 'regex': case 'check': case 'raw_check': case 'custom':
+      return at(issue.message);
   }
+  if (issue.kind === 'schema') {
+    if (x === undefined) return at('missing');
+    return at(`expected ${(issue.expected ?? 'something else').toLowerCase()}, got ${kind(x)}`);
+  }
+  return at(issue.message.replace(/^Invalid \w+: /, ''));
 }
 
 /**
@@ -408,25 +451,44 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
  * field by path, e.g. `machine.box: not base64` or `endpoints[2]: not ip:port
  * or [ipv6]:port` (the first few issues, joined by "; "). Never throws.
  */
-export function parseOr400<T>(schema: z.ZodType<T>, data: unknown): ParseResult<T> {
-  let r: ReturnType<typeof schema.safeParse>;
+export function parseOr400<T>(schema: Schema<T>, data: unknown): ParseResult<T> {
+  let r: v.SafeParseResult<Schema<T>>;
   try {
-    r = schema.safeParse(data);
+    r = v.safeParse(schema, data);
   } catch (err) {
     return { ok: false, error: `(body): unparseable (${(err as Error).message})` };
   }
-  if (r.success) return { ok: true, value: r.data };
+  if (r.success) return { ok: true, value: r.output };
   // One message per field: the first problem found with it.
   const seen = new Set<string>();
-  const issues = r.error.issues.filter((i) => {
-    const p = formatPath(i.path) + (i.code === 'unrecognized_keys' ? ' +keys' : '');
-    if (seen.has(p)) return false;
+  const issues: { issue: v.BaseIssue<unknown>; keys: PropertyKey[] }[] = [];
+  for (const issue of r.issues) {
+    let keys = (issue.path ?? []).map((p) => p.key as PropertyKey);
+    // valibot takes an array for an object (with every field missing): say so at the array.
+    if ((issue.type === 'strict_object' || issue.type === 'variant') && keys.length > 0 && Array.isArray(valueAt(data, keys.slice(0, -1)))) {
+      keys = keys.slice(0, -1);
+      if (seen.has(formatPath(keys))) continue;
+      seen.add(formatPath(keys));
+      issues.push({ issue: { ...issue, kind: 'schema', type: 'array_as_object', expected: 'object' }, keys });
+      continue;
+    }
+    const p = formatPath(keys) + (issue.expected === 'never' ? ' +keys' : '');
+    if (seen.has(p)) continue;
     seen.add(p);
-    return true;
-  });
-  const shown = issues.slice(0, MAX_ISSUES_SHOWN).map((i) => describeIssue(i, data));
+    issues.push({ issue, keys });
+  }
+  const shown = issues.slice(0, MAX_ISSUES_SHOWN).map((i) => describeIssue(i.issue, i.keys, data));
   if (issues.length > MAX_ISSUES_SHOWN) shown.push(`(and ${issues.length - MAX_ISSUES_SHOWN} more)`);
   return { ok: false, error: shown.join('; ') };
+}
+
+/** Whether `data` matches `schema` (no message). */
+export function matches(schema: Schema<unknown>, data: unknown): boolean {
+  try {
+    return v.is(schema, data);
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------- possession proofs

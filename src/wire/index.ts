@@ -3,7 +3,7 @@
  * (beyond the map-stream frame reassembler's buffer).
  * Decoders return null on anything malformed and never throw on garbage.
  * Today: WireGuard messages, STUN (stun.ts), disco (disco.ts), control-protocol
- * messages (zod schemas, the map-stream framing, possession proofs) and the
+ * messages (valibot schemas, the map-stream framing, possession proofs) and the
  * relay's frames and admission stream (relay-frames.ts, relay-admission.ts),
  * NAT-PMP (natpmp.ts) and PCP (pcp.ts) for port mapping. Depends only on src/crypto (NaCl box for proofs and disco).
  */

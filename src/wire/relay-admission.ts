@@ -4,9 +4,9 @@
  * in which tailnet each one is. The control server sends the whole set in
  * `full` pages, then `delta`s as nodes register, rotate keys, are deleted or
  * expire; both sides send keepalives. Frames use the map stream's framing
- * (control-frames.ts: u32 length + JSON). Zod schemas only: no I/O.
+ * (control-frames.ts: u32 length + JSON). valibot schemas only: no I/O.
  */
-import * as z from 'zod';
+import * as v from 'valibot';
 import { b64Key } from './control.js';
 
 /** `GET` path of the admission stream on the control server. */
@@ -18,33 +18,33 @@ export const MAX_ADMISSION_PAGE = 10_000;
 /** A relay secret shorter than this is refused (bytes). */
 export const MIN_RELAY_SECRET_LEN = 32;
 
-const tailnet = z.string().min(1).max(63).regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'not a tailnet name');
+const tailnet = v.pipe(v.string(), v.minLength(1), v.maxLength(63), v.regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'not a tailnet name'));
 
-export const AdmittedNode = z.strictObject({ key: b64Key, tailnet });
-export type AdmittedNode = z.infer<typeof AdmittedNode>;
+export const AdmittedNode = v.strictObject({ key: b64Key, tailnet });
+export type AdmittedNode = v.InferOutput<typeof AdmittedNode>;
 
-export const AdmissionFull = z.strictObject({
-  type: z.literal('full'),
+export const AdmissionFull = v.strictObject({
+  type: v.literal('full'),
   /** The control server's keepalive interval: the relay answers at least as often, and 2× silence is a dead stream. */
-  keepaliveMs: z.int().min(1).max(3_600_000),
-  nodes: z.array(AdmittedNode).max(MAX_ADMISSION_PAGE),
+  keepaliveMs: v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(3_600_000)),
+  nodes: v.pipe(v.array(AdmittedNode), v.maxLength(MAX_ADMISSION_PAGE)),
   /** The last page: the relay replaces its set with the pages received since the first. */
-  final: z.boolean(),
+  final: v.boolean(),
 });
-export type AdmissionFull = z.infer<typeof AdmissionFull>;
+export type AdmissionFull = v.InferOutput<typeof AdmissionFull>;
 
-export const AdmissionDelta = z.strictObject({
-  type: z.literal('delta'),
-  add: z.array(AdmittedNode).max(MAX_ADMISSION_PAGE),
-  remove: z.array(b64Key).max(MAX_ADMISSION_PAGE),
+export const AdmissionDelta = v.strictObject({
+  type: v.literal('delta'),
+  add: v.pipe(v.array(AdmittedNode), v.maxLength(MAX_ADMISSION_PAGE)),
+  remove: v.pipe(v.array(b64Key), v.maxLength(MAX_ADMISSION_PAGE)),
 });
-export type AdmissionDelta = z.infer<typeof AdmissionDelta>;
+export type AdmissionDelta = v.InferOutput<typeof AdmissionDelta>;
 
-export const AdmissionKeepalive = z.strictObject({ type: z.literal('keepalive') });
+export const AdmissionKeepalive = v.strictObject({ type: v.literal('keepalive') });
 
 /** What the control server sends on the admission stream. */
-export const AdmissionServerFrame = z.discriminatedUnion('type', [AdmissionFull, AdmissionDelta, AdmissionKeepalive]);
-export type AdmissionServerFrame = z.infer<typeof AdmissionServerFrame>;
+export const AdmissionServerFrame = v.variant('type', [AdmissionFull, AdmissionDelta, AdmissionKeepalive]);
+export type AdmissionServerFrame = v.InferOutput<typeof AdmissionServerFrame>;
 
 /** What the relay sends: keepalives only. */
 export const AdmissionClientFrame = AdmissionKeepalive;

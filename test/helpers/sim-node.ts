@@ -175,7 +175,7 @@ export interface SimNodeOptions {
   authKey?: string;
   endpoints?: string[];
   hostinfo?: Record<string, unknown>;
-  /** Validate each server frame with the zod schema (default true; the bench turns it off for speed). */
+  /** Validate each server frame with the protocol's schema (default true; the bench turns it off for speed). */
   validate?: boolean;
   /** Reply to every server keepalive with one (default true). */
   answerKeepalives?: boolean;

@@ -7,11 +7,11 @@
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import type * as z from 'zod';
 import {
   ChallengeResponse,
   Change,
   ClientFrame,
+  DeltaFrame,
   ErrorResponse,
   Netmap,
   NodeView,
@@ -26,6 +26,7 @@ import {
   makeProof,
   parseEndpoint,
   parseOr400,
+  type Schema,
   toB64,
   verifyProof,
 } from '../../src/wire/index.js';
@@ -49,13 +50,13 @@ function withField(obj: unknown, path: (string | number)[], value: unknown): unk
   return copy;
 }
 
-function ok<T>(schema: z.ZodType<T>, data: unknown): T {
+function ok<T>(schema: Schema<T>, data: unknown): T {
   const r = parseOr400(schema, data);
   assert.ok(r.ok, r.ok ? '' : `expected valid, got: ${r.error}`);
   return r.value;
 }
 
-function bad(schema: z.ZodType<unknown>, data: unknown, message: RegExp): void {
+function bad(schema: Schema<unknown>, data: unknown, message: RegExp): void {
   const r = parseOr400(schema, data);
   assert.equal(r.ok, false, `expected ${String(message)} but the input was accepted`);
   if (!r.ok) assert.match(r.error, message);
@@ -191,6 +192,8 @@ describe('schemas reject bad input, naming the field', () => {
     ok(RegisterRequest, { ...register, hostname: 'A1' });
     bad(RegisterRequest, { ...register, admin: true }, /^admin: unknown field$/);
     bad(RegisterRequest, {}, /^machine: missing; node: missing; discoKey: missing; \(and 2 more\)$/);
+    bad(RegisterRequest, { ...register, machine: [] }, /^machine: expected object, got array$/);
+    bad(RegisterRequest, { ...register, machine: [proof] }, /^machine: expected object, got array$/);
   });
 
   it('RegisterResponse, RotateRequest, RotateResponse, ErrorResponse', () => {
@@ -260,6 +263,8 @@ describe('schemas reject bad input, naming the field', () => {
     bad(Change, { id: 1 }, /^op: missing \(one of "upsert", "remove", "self"\)$/);
     bad(Change, { op: 'remove' }, /^id: missing$/);
     bad(Change, { op: 'remove', id: 1, node: peer }, /^node: unknown field$/);
+    bad(DeltaFrame, { type: 'delta', version: 1, changes: [[]] }, /^changes\[0\]: expected object, got array$/);
+    bad(DeltaFrame, { type: 'delta', version: 1, changes: [{ op: 'remove', id: 1.5 }] }, /^changes\[0\]\.id: expected int, got number$/);
     bad(Change, { op: 'upsert', node: { ...peer, id: 'two' } }, /^node\.id: expected number, got string$/);
   });
 
@@ -295,7 +300,7 @@ describe('schemas reject bad input, naming the field', () => {
       for (const k of ['type', 'op', 'machine', 'key', 'nonce', 'box', 'endpoints', 'hostinfo', 'version', 'netmap', 'changes', 'id', 'node']) {
         if (r() < 0.4) obj[k] = pool[Math.floor(r() * pool.length)];
       }
-      for (const schema of [ClientFrame, ServerFrame, RegisterRequest, Change, NodeView, Proof] as z.ZodType<unknown>[]) {
+      for (const schema of [ClientFrame, ServerFrame, RegisterRequest, Change, NodeView, Proof] as Schema<unknown>[]) {
         const res = parseOr400(schema, obj);
         if (!res.ok) assert.equal(typeof res.error, 'string');
       }

@@ -1,9 +1,9 @@
 /**
  * What warrend loads at start, kept small on purpose (measured on Node 20):
- *  - the packet worker never loads zod (the control protocol's schemas): it
- *    cost the worker 10 MB of RSS and 100+ ms of its start-up;
+ *  - the packet worker never loads valibot or the control protocol's schemas
+ *    (as zod schemas they cost the worker 10 MB of RSS and 100+ ms of start-up);
  *  - plain WireGuard mode (daemon/wg-mode) never loads mesh mode, the control
- *    client or zod: 23 MB and 160 ms;
+ *    client or the schemas (23 MB and 160 ms with zod);
  *  - daemon/main imports each mode only when that mode starts.
  * Follows static value imports (`import type` is erased) through src.
  */
@@ -35,19 +35,19 @@ function staticGraph(entry: string): Set<string> {
   return seen;
 }
 
-test('the packet worker loads neither zod nor the control protocol', () => {
+test('the packet worker loads neither valibot nor the control protocol', () => {
   const g = staticGraph('dataplane/engine-worker.ts');
   assert.ok(g.has('dataplane/device.ts'), 'the walk follows imports');
-  assert.ok(!g.has('zod'), `zod is reached from the worker: ${[...g].join(', ')}`);
+  assert.ok(!g.has('valibot'), `valibot is reached from the worker: ${[...g].join(', ')}`);
   assert.ok(!g.has('wire/control.ts'));
 });
 
 test('plain WireGuard mode loads no mesh-mode code', () => {
   const g = staticGraph('daemon/wg-mode.ts');
-  for (const m of ['zod', 'wire/control.ts', 'daemon/mesh-mode.ts', 'control/control-client.ts', 'nat/traversal.ts']) assert.ok(!g.has(m), `${m} is reached from wg-mode`);
+  for (const m of ['valibot', 'wire/control.ts', 'daemon/mesh-mode.ts', 'control/control-client.ts', 'nat/traversal.ts']) assert.ok(!g.has(m), `${m} is reached from wg-mode`);
 });
 
 test('daemon/main imports the modes only when one starts', () => {
   const g = staticGraph('daemon/main.ts');
-  for (const m of ['daemon/wg-mode.ts', 'daemon/mesh-mode.ts', 'zod']) assert.ok(!g.has(m), `${m} is a static import of daemon/main`);
+  for (const m of ['daemon/wg-mode.ts', 'daemon/mesh-mode.ts', 'valibot']) assert.ok(!g.has(m), `${m} is a static import of daemon/main`);
 });
