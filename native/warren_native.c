@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -729,4 +730,21 @@ int WN_EXPORT wn_open_batch(const uint8_t *keys, const int32_t *key_idx,
         ok += lens[i] >= 0;
     }
     return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Drop this process's mappings of [addr, addr+len): madvise(MADV_DONTNEED).
+ * Only for private, read-only file mappings whose pages are unmodified copies
+ * of the file (page-trim.ts checks smaps first): their pages stay in the page
+ * cache and come back on the next touch as minor faults.
+ */
+int WN_EXPORT wn_madvise_dontneed(uint64_t addr, uint64_t len)
+{
+    if (addr == 0 || len == 0 || (addr & 4095) != 0)
+        return -EINVAL;
+    return madvise((void *)(uintptr_t)addr, (size_t)len, MADV_DONTNEED) == 0 ? 0 : -errno;
 }

@@ -86,4 +86,7 @@ int wn_seal_batch(const uint8_t *key, uint32_t receiver_index,
 int wn_open_batch(const uint8_t *keys, const int32_t *key_idx, uint8_t *buf,
                   int slot, int n, const int32_t *offs, int32_t *lens);
 
+/* madvise(MADV_DONTNEED) on a page-aligned range; 0 or -errno. */
+int wn_madvise_dontneed(uint64_t addr, uint64_t len);
+
 #endif /* WARREN_NATIVE_H */

@@ -24,6 +24,7 @@ import { parseEndpoint, type Netmap } from '../wire/control.js';
 import type { Logger } from '../util/log.js';
 import { untilStopped } from '../util/signals.js';
 import type { TestKnobs } from './test-mode.js';
+import { StartupTrim } from './startup-trim.js';
 
 export interface MeshModeOptions {
   stateDir: string;
@@ -55,6 +56,7 @@ export class MeshNode {
     private readonly state: NodeState,
     private readonly engine: Engine,
     private readonly router: Router,
+    private readonly trim: StartupTrim | null = null,
   ) {
     this.traversal = new Traversal({
       engine,
@@ -121,6 +123,7 @@ export class MeshNode {
       servers: prefs.loginServers, fingerprint: prefs.fingerprint, state: this.state, hostname: prefs.hostname,
       endpoints: () => this.traversal.endpoints(), netinfo: () => this.traversal.netinfoSent(), log: this.o.log,
       onNetmap: (nm, v) => {
+        if (!this.netmap) this.trim?.arm('first netmap');
         this.netmap = nm;
         this.version = v;
         this.fatal = null;
@@ -333,7 +336,8 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
   state.machineKey();
   const engine = await Engine.start({ tunName: o.tun, mtu: MESH_MTU, listenPort: o.port, timers: o.knobs.timers, stateDir: o.stateDir, crypto: o.knobs.crypto, log });
   const router = new Router({ log: (m) => log('debug', m) });
-  const node = new MeshNode(o, state, engine, router);
+  const trim = new StartupTrim({ delayMs: o.knobs.trimDelayMs, log });
+  const node = new MeshNode(o, state, engine, router, trim);
   log('info', `tunnel ${engine.tun} ready, UDP ${engine.listenPort}; state in ${o.stateDir}`);
   const routes: LocalApiRoute[] = [
     { method: 'GET', path: '/v0/status', handle: async () => node.status(await engine.status()) },
@@ -375,7 +379,9 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
     throw err;
   }
   log('info', `ready: ${node.backendState}; LocalAPI at ${o.socketPath}`);
+  trim.arm('start-up', 0);
   return untilStopped(log, async () => {
+    trim.stop();
     await api.stop().catch(() => undefined);
     await node.shutdown();
     await router.teardown().catch((e: Error) => log('warn', `removing routes: ${e.message}`));

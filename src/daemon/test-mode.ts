@@ -11,12 +11,14 @@
  *
  * WARREN_TIMERS=test also selects the test path-choice timers (src/nat/path-timers.ts)
  * and a 2 s relay keepalive (read deadline 4 s) instead of 30 s, and polls the
- * port-mapping gateway every 5 s instead of 60 s.
+ * port-mapping gateway every 5 s instead of 60 s, and drops start-up pages
+ * 1 s after a first netmap instead of 5 s.
  */
 import { PRODUCTION_TIMERS, TEST_TIMERS, type TimerProfile } from '../dataplane/constants.js';
 import { PRODUCTION_PATH_TIMERS, TEST_PATH_TIMERS, type PathTimers } from '../nat/path-timers.js';
 import { DEFAULT_LIFETIME_SEC, DEFAULT_POLL_MS, type PortmapProtocol } from '../nat/portmap/index.js';
 import { BIRTHDAY_LIMITS, type BirthdayLimits } from '../nat/birthday.js';
+import { TRIM_DELAY_MS } from './startup-trim.js';
 
 export interface TestKnobs {
   timers: TimerProfile;
@@ -28,6 +30,8 @@ export interface TestKnobs {
   forceUnderLoad: boolean;
   crypto: 'native' | 'node';
   portmap: { only: PortmapProtocol | null; lifetimeSec: number; pollMs: number };
+  /** How long after a first netmap warrend drops its start-up pages (startup-trim.ts): 5 s, 1 s with test timers. */
+  trimDelayMs: number;
 }
 
 export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
@@ -55,5 +59,6 @@ export function testKnobs(env: NodeJS.ProcessEnv = process.env): TestKnobs {
     forceUnderLoad: forceLoad,
     crypto,
     portmap: { only: (pmOnly as PortmapProtocol | undefined) ?? null, lifetimeSec, pollMs: test ? 5000 : DEFAULT_POLL_MS },
+    trimDelayMs: test ? 1000 : TRIM_DELAY_MS,
   };
 }

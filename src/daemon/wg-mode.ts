@@ -14,6 +14,7 @@ import { LocalApiServer } from '../localapi/server.js';
 import type { Logger } from '../util/log.js';
 import { untilStopped } from '../util/signals.js';
 import type { TestKnobs } from './test-mode.js';
+import { StartupTrim } from './startup-trim.js';
 
 export interface WgModeOptions {
   configPath: string;
@@ -111,6 +112,8 @@ export async function runWgMode(opts: WgModeOptions): Promise<number> {
     throw err;
   }
   log('info', `ready: ${cfg.peers.length} peer(s); LocalAPI at ${opts.socketPath}`);
+  const trim = new StartupTrim({ delayMs: opts.knobs.trimDelayMs, log });
+  trim.arm('start-up', 0);
 
   process.on('SIGHUP', () => {
     try {
@@ -122,5 +125,8 @@ export async function runWgMode(opts: WgModeOptions): Promise<number> {
       log('error', `reload failed, keeping the running configuration: ${(e as Error).message}`);
     }
   });
-  return untilStopped(log, shutdown);
+  return untilStopped(log, async () => {
+    trim.stop();
+    await shutdown();
+  });
 }

@@ -9,7 +9,7 @@
  */
 import * as assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -154,6 +154,11 @@ void describe('warrend ↔ warrend', () => {
       const p = await startPair(lab, withPsk ? ['pa', 'pb'] : ['na', 'nb'], ka, kb, withPsk ? { psk: genPsk() } : {});
       assert.equal(onlyPeer(await p.a.status()).presharedKey, withPsk);
       assert.equal(onlyPeer(await p.b.status()).presharedKey, withPsk);
+      // warrend drops its start-up pages once it is ready (daemon/startup-trim.ts);
+      // everything below runs after that.
+      const [, dropped = '', fileBefore = '', fileAfter = ''] = await p.a.proc.waitForOutput(
+        /dropped ([\d.]+) MB of start-up pages \(start-up\); file-backed RSS ([\d.]+) → ([\d.]+) MB/, 10_000);
+      assert.ok(Number(dropped) > 5 && Number(fileAfter) < Number(fileBefore) - 5, `a dropped ${dropped} MB: ${fileBefore} → ${fileAfter} MB`);
 
       assert.equal(await ping(lab, p.h.a, INNER.b4), 0, 'a → b over IPv4');
       assert.equal(await ping(lab, p.h.a, INNER.b6), 0, 'a → b over IPv6');
@@ -172,6 +177,9 @@ void describe('warrend ↔ warrend', () => {
       assert.ok(a1.rxBytes - a0.rxBytes > TRANSFER_BYTES, `a received ${a1.rxBytes - a0.rxBytes} bytes`);
       const sb = await p.b.status();
       assert.equal(sb.drops['decrypt'] ?? 0, 0, `b: no decrypt failures: ${JSON.stringify(sb.drops)}`);
+      // What the tunnel needed came back; the pages only start-up used did not.
+      const fileNow = Number(/^RssFile:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${p.a.proc.pid}/status`, 'utf8'))?.[1]) / 1024;
+      assert.ok(fileNow < Number(fileBefore), `a's file-backed RSS after 40 MB through the tunnel: ${fileNow.toFixed(1)} MB (${fileBefore} MB before the trim)`);
       await stopPair(p);
     });
   }

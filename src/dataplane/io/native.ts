@@ -94,6 +94,8 @@ export interface WarrenNative {
   sealBatch(key: Bytes, receiverIndex: number, firstCounter: number | bigint, buf: Bytes, slot: number, n: number, lens: Int32Array, mtu: number): number;
   /** Open n messages (buf + i*slot + offs[i], lens[i] bytes) with keys + 32*keyIdx[i] (negative: skip, -ENOKEY); lens[i] becomes the plaintext length or -errno. */
   openBatch(keys: Bytes, keyIdx: Nullable<Int32Array>, buf: Bytes, slot: number, n: number, offs: Nullable<Int32Array>, lens: Int32Array): number;
+  /** madvise(MADV_DONTNEED) on [addr, addr+len) (page-aligned): 0 or -errno. Only for unmodified read-only file mappings (page-trim.ts). */
+  madviseDontneed(addr: bigint, len: bigint): number;
 }
 
 /** C prototypes, keyed by the wrapper's name. */
@@ -120,6 +122,7 @@ const PROTOTYPES: Record<keyof WarrenNative, string> = {
     'int wn_seal_batch(const uint8_t *key, uint32_t receiver_index, uint64_t first_counter, uint8_t *buf, int slot, int n, int32_t *lens, int mtu)',
   openBatch:
     'int wn_open_batch(const uint8_t *keys, const int32_t *key_idx, uint8_t *buf, int slot, int n, const int32_t *offs, int32_t *lens)',
+  madviseDontneed: 'int wn_madvise_dontneed(uint64_t addr, uint64_t len)',
 };
 
 export type NativeErrorCode = 'ERR_NATIVE_MISSING' | 'ERR_NATIVE_LOAD' | 'ERR_NATIVE_ABI' | 'ERR_NATIVE_CALL';
