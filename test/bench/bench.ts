@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
+const SPARSE_PINGS = Number(process.env['BENCH_SPARSE_PINGS'] ?? 20);
 
 interface Figures {
   up: number; // Gbit/s, a → b
@@ -22,6 +23,8 @@ interface Figures {
   pingMs: number;
   /** Pings while an iperf3 stream fills the tunnel. */
   pingLoadMs: number;
+  /** One ping a second on an otherwise quiet tunnel (the daemon sleeps between them). */
+  pingSparseMs: number;
   rssMb?: number;
 }
 
@@ -60,7 +63,8 @@ async function measure(lab: Lab, h: TwoHosts, dst: string): Promise<Figures> {
   const up4 = await iperf(lab, h, dst, ['-P', '4']);
   const pingMs = await pingAvg(lab, h.a, dst, 300, '0.01');
   const pingLoadMs = await pingUnderLoad(lab, h, dst);
-  return { up, down, up4, pingColdMs, pingMs, pingLoadMs };
+  const pingSparseMs = await pingAvg(lab, h.a, dst, SPARSE_PINGS, '1');
+  return { up, down, up4, pingColdMs, pingMs, pingLoadMs, pingSparseMs };
 }
 
 function rssPeakMb(pid: number): number {
@@ -125,6 +129,7 @@ async function main(): Promise<void> {
   console.log(row('ping through tunnel', w.pingMs, g.pingMs, 'ms', true));
   console.log(row('added latency vs bare link', w.pingMs - bare, g.pingMs - bare, 'ms', true));
   console.log(row('added latency under load', w.pingLoadMs - bare, g.pingLoadMs - bare, 'ms', true));
+  console.log(row(`added latency, 1 ping/s (${SPARSE_PINGS})`, w.pingSparseMs - bare, g.pingSparseMs - bare, 'ms', true));
   console.log(row('ping, first 30 (cold start)', w.pingColdMs, g.pingColdMs, 'ms', true));
   console.log(`bare veth ping: ${bare.toFixed(3)} ms; warrend peak RSS: ${w.rssMb?.toFixed(1)} MB`);
 }
