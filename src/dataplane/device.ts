@@ -6,7 +6,10 @@
  * sockets and a TUN in batches.
  *
  * Packet path rules: no throwing, no logging, no allocation in steady state —
- * drops are counted by reason in `drops`.
+ * drops are counted by reason in `drops`. The batch entry points
+ * (handleTunBatch, handleUdpBatch) decide per packet exactly as the
+ * single-packet ones do, then seal or open the packets in one crypto call per
+ * run (transport-batch.ts).
  */
 import { AllowedIps, parsePrefix } from './allowed-ips.js';
 import { REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, MAX_STAGED_PACKETS, MESSAGE_COOKIE_REPLY,
@@ -22,6 +25,7 @@ import type { Clock } from './clock.js';
 import type { TransportCrypto } from './transport-crypto.js';
 import type { DeviceStatus } from './status.js';
 import { HandshakeLayer, type TimestampSource } from './handshake.js';
+import { SealRun, OpenBatch } from './transport-batch.js';
 
 export interface PeerConfig {
   publicKey: Uint8Array;
@@ -84,6 +88,8 @@ export class Device {
   /** Earliest pending timer deadline (ms, monotonic); Infinity when none. */
   nextDeadline = Infinity;
   private scratch = new Uint8Array(65536 + 64);
+  private readonly sealRun = new SealRun();
+  private readonly openBatch = new OpenBatch();
   /** Told (at most once per ACTIVITY_REPORT_MS per peer) that data flows to or from a peer. */
   onActivity: ((keyB64: string) => void) | null = null;
   private readonly noteDeadline = (t: number): void => {
@@ -218,33 +224,79 @@ export class Device {
     else if (type === MESSAGE_COOKIE_REPLY) this.hs.receiveCookieReply(msg);
   }
 
+  /**
+   * A batch of datagrams: datagram i is lens[i] bytes at i*slot (negative:
+   * skip it), its source endpoint at src[i*20]. Same outcome as handleUdp on
+   * each in turn, but each stretch of transport messages is opened in one
+   * crypto call; any other message (a handshake message) is handled in its
+   * place, after everything before it.
+   */
+  handleUdpBatch(buf: Uint8Array, slot: number, n: number, lens: Int32Array, src: Uint8Array): void {
+    const batch = this.openBatch;
+    const now = this.clock.now();
+    for (let i = 0; i < n; i++) {
+      const len = lens[i]!;
+      if (len < 0) continue;
+      const off = i * slot;
+      if (messageType(buf, off, len) !== MESSAGE_TRANSPORT) {
+        this.openPending(buf, src, now);
+        this.handleUdp(buf, off, len, src, i * ENDPOINT_LEN);
+        continue;
+      }
+      const kp = this.receivingSession(buf, off, len, now);
+      if (!kp) continue;
+      if (batch.full) this.openPending(buf, src, now);
+      batch.add(kp, off, len, i * ENDPOINT_LEN);
+    }
+    this.openPending(buf, src, now);
+  }
+
+  private openPending(buf: Uint8Array, src: Uint8Array, now: number): void {
+    const b = this.openBatch;
+    if (b.n === 0) return;
+    b.open(this.crypto, buf);
+    for (let k = 0; k < b.n; k++) this.opened(b.kps[k]!, buf, b.offs[k]!, b.msgLens[k]!, b.lens[k]!, src, b.srcOffs[k]!, now);
+    b.clear();
+  }
+
   private receiveTransport(buf: Uint8Array, off: number, len: number, src: Uint8Array, srcOff: number): void {
+    const now = this.clock.now();
+    const kp = this.receivingSession(buf, off, len, now);
+    if (!kp) return;
+    this.opened(kp, buf, off, len, this.crypto.open(kp.recvKey, buf, off, len), src, srcOff, now);
+  }
+
+  /** The checks before decrypting: the session a transport message claims, if it may be opened (else counted as a drop). */
+  private receivingSession(buf: Uint8Array, off: number, len: number, now: number): Keypair | null {
     if (!isTransport(buf, off, len)) {
       this.drops.malformed++;
-      return;
+      return null;
     }
-    const entry = this.indices.get(readU32LE(buf, off + 4));
-    const kp = entry?.keypair;
+    const kp = this.indices.get(readU32LE(buf, off + 4))?.keypair;
     if (!kp) {
       this.drops.unknown_index++;
-      return;
+      return null;
     }
     const counter = transportCounter(buf, off);
-    const now = this.clock.now();
     if (counter < 0 || counter >= REJECT_AFTER_MESSAGES || now - kp.created >= this.timers.rejectAfterTime) {
       this.drops.expired_keypair++;
-      return;
+      return null;
     }
     if (!kp.replay.check(counter)) {
       this.drops.replay++;
-      return;
+      return null;
     }
-    const plainLen = this.crypto.open(kp.recvKey, buf, off, len);
+    return kp;
+  }
+
+  /** After opening a message at buf[off] (plainLen < 0: it did not authenticate): the replay window, timers, delivery. */
+  private opened(kp: Keypair, buf: Uint8Array, off: number, len: number, plainLen: number, src: Uint8Array, srcOff: number, now: number): void {
     if (plainLen < 0) {
       this.drops.decrypt++;
       return;
     }
-    if (!kp.replay.accept(counter)) {
+    // The header is not touched by opening: the counter checked before is still there.
+    if (!kp.replay.accept(transportCounter(buf, off))) {
       this.drops.replay++;
       return;
     }
@@ -265,7 +317,11 @@ export class Device {
     }
     peer.timersDataReceived();
     if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
-    const p = off + TRANSPORT_HEADER_SIZE;
+    this.deliver(peer, buf, off + TRANSPORT_HEADER_SIZE, plainLen);
+  }
+
+  /** An authenticated plaintext from `peer` at buf[p..p+plainLen): to the TUN if it is an IP packet from the peer's allowed IPs. */
+  private deliver(peer: Peer, buf: Uint8Array, p: number, plainLen: number): void {
     const version = buf[p]! >> 4;
     let ipLen: number;
     let owner: Peer | undefined;
@@ -316,59 +372,120 @@ export class Device {
    * before `off` and room for padding and tag before `cap`.
    */
   handleTun(buf: Uint8Array, off: number, len: number, cap: number): void {
+    const now = this.clock.now();
+    const kp = this.sendingSession(buf, off, len, now);
+    if (kp) this.sealOne(kp, buf, off, len, cap, now);
+  }
+
+  /**
+   * A batch of IP packets from the TUN: packet i is lens[i] bytes at
+   * i*slot + 16 (the slot's first 16 bytes are headroom for the header, and
+   * its message must fit in the slot). Same outcome as handleTun on each in
+   * turn, but consecutive packets on one session are sealed in one crypto call.
+   */
+  handleTunBatch(buf: Uint8Array, slot: number, n: number, lens: Int32Array): void {
+    const run = this.sealRun;
+    const now = this.clock.now();
+    for (let i = 0; i < n; i++) {
+      const len = lens[i]!;
+      const msgOff = i * slot;
+      const kp = this.sendingSession(buf, msgOff + TRANSPORT_HEADER_SIZE, len, now);
+      if (!kp || !this.fits(msgOff, len, msgOff + slot)) continue;
+      const counter = kp.sendCounter++;
+      if (!run.continues(kp, i, counter)) {
+        this.sealRunOut(buf, slot, now);
+        run.begin(kp, i, counter);
+      }
+      run.push(len);
+    }
+    this.sealRunOut(buf, slot, now);
+  }
+
+  /**
+   * Cryptokey routing and the session to seal with: the current keypair if it
+   * may still send, else the packet is staged (and a handshake started) or
+   * dropped, and the result is null.
+   */
+  private sendingSession(buf: Uint8Array, off: number, len: number, now: number): Keypair | null {
     const version = len > 0 ? buf[off]! >> 4 : 0;
     let peer: Peer | undefined;
     if (version === 4 && len >= 20) peer = this.table.lookupV4(buf, off + 16);
     else if (version === 6 && len >= 40) peer = this.table.lookupV6(buf, off + 24);
     else {
       this.drops.bad_inner_packet++;
-      return;
+      return null;
     }
     if (!peer) {
       this.drops.no_route++;
-      return;
+      return null;
     }
-    const now = this.clock.now();
     if (!peer.endpoint) {
       if (peer.roaming) {
         this.drops.no_endpoint++;
-        return;
+        return null;
       }
       // Path choice owns this peer and has no path yet: keep the packet for when it does.
       this.stage(peer, buf.slice(off, off + len));
       if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
-      return;
+      return null;
     }
     const kp = peer.current;
     if (!kp || kp.sendCounter >= REJECT_AFTER_MESSAGES || now - kp.created >= this.timers.rejectAfterTime) {
       this.stage(peer, buf.slice(off, off + len));
       this.hs.sendInitiation(peer, false);
-      return;
+      return null;
     }
-    this.sendOn(peer, kp, buf, off, len, cap, now);
+    return kp;
   }
 
-  private sendOn(peer: Peer, kp: Keypair, buf: Uint8Array, off: number, len: number, cap: number, now: number): boolean {
-    const total = this.crypto.seal(kp.sendKey, kp.remoteIndex, kp.sendCounter, buf, off - TRANSPORT_HEADER_SIZE, len, cap);
+  /** Whether the message for `plainLen` bytes fits between msgOff and cap; if not, a too_big drop (no counter spent). */
+  private fits(msgOff: number, plainLen: number, cap: number): boolean {
+    if (msgOff + this.crypto.sealedLength(plainLen) <= cap) return true;
+    this.drops.too_big++;
+    return false;
+  }
+
+  /** Seal and send one packet at buf[off] on `kp`. */
+  private sealOne(kp: Keypair, buf: Uint8Array, off: number, len: number, cap: number, now: number): void {
+    const msgOff = off - TRANSPORT_HEADER_SIZE;
+    if (!this.fits(msgOff, len, cap)) return;
+    const total = this.crypto.seal(kp.sendKey, kp.remoteIndex, kp.sendCounter++, buf, msgOff, len, cap);
+    this.sent(kp, buf, msgOff, len, total, now);
+  }
+
+  private sealRunOut(buf: Uint8Array, slot: number, now: number): void {
+    const run = this.sealRun;
+    if (run.n === 0) return;
+    run.seal(this.crypto, buf, slot);
+    const kp = run.kp!;
+    for (let k = 0; k < run.n; k++) this.sent(kp, buf, (run.start + k) * slot, run.plainLens[k]!, run.lens[k]!, now);
+    run.clear();
+  }
+
+  /**
+   * After sealing a message of `total` bytes at buf[msgOff]: timers, counters,
+   * off to the I/O layer. total < 0: sealing failed; the packet is dropped, and
+   * its counter stays spent (a nonce is never used twice under one key).
+   */
+  private sent(kp: Keypair, buf: Uint8Array, msgOff: number, plainLen: number, total: number, now: number): void {
     if (total < 0) {
       this.drops.too_big++;
-      return false;
+      return;
     }
-    kp.sendCounter++;
+    const peer = kp.peer;
     peer.timersAnyAuthenticatedPacketTraversal();
     peer.timersAnyAuthenticatedPacketSent();
-    if (len > 0) {
+    if (plainLen > 0) {
       peer.timersDataSent();
       if (now - peer.lastActivityReport >= ACTIVITY_REPORT_MS) this.reportActivity(peer, now);
       this.counters.tx_packets++;
     } else this.counters.tx_keepalives++;
     peer.txBytes += total;
-    this.io.sendUdp(buf, off - TRANSPORT_HEADER_SIZE, total, peer.endpoint!, 0);
+    this.io.sendUdp(buf, msgOff, total, peer.endpoint!, 0);
     // keepKeyFreshSending
     if (kp.sendCounter > REKEY_AFTER_MESSAGES || (kp.isInitiator && now - kp.created >= this.timers.rekeyAfterTime)) {
       this.hs.sendInitiation(peer, false);
     }
-    return true;
   }
 
   private stage(peer: Peer, packet: Uint8Array): void {
@@ -392,7 +509,7 @@ export class Device {
     peer.staged = [];
     for (const pkt of list) {
       this.scratch.set(pkt, TRANSPORT_HEADER_SIZE);
-      this.sendOn(peer, kp, this.scratch, TRANSPORT_HEADER_SIZE, pkt.length, this.scratch.length, now);
+      this.sealOne(kp, this.scratch, TRANSPORT_HEADER_SIZE, pkt.length, this.scratch.length, now);
     }
   }
 

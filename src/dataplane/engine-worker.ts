@@ -2,7 +2,8 @@
  * The packet worker: a poll() loop over the TUN, the UDP sockets and a wakeup
  * eventfd, moving packets in batches through preallocated slot buffers —
  * TUN → seal in place → sendmmsg, and recvmmsg → open in place → TUN — with
- * the Device deciding per packet. It returns to its event loop only when the
+ * the Device deciding per packet and sealing or opening each batch in one
+ * crypto call per session run. It returns to its event loop only when the
  * main thread signals the eventfd (a message is waiting).
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -13,7 +14,7 @@ import { PersistentTimestamps } from './timestamp-store.js';
 import { NativeTransportCrypto } from './native-crypto.js';
 import { NodeTransportCrypto, type TransportCrypto } from './transport-crypto.js';
 import { ENDPOINT_LEN, RELAY_FAMILY } from './endpoint.js';
-import { messageType } from '../wire/wireguard.js';
+import { messageType, TRANSPORT_HEADER_SIZE } from '../wire/wireguard.js';
 import { isControlDatagram, DatagramBudget } from './demux.js';
 import type { WorkerInit, ToWorker, FromWorker, Datagram } from './engine-protocol.js';
 
@@ -24,7 +25,8 @@ const post = (m: FromWorker): void => port.postMessage(m);
 
 const BATCH = 64;
 const SLOT = Math.max(2048, Math.ceil((init.mtu + 96) / 64) * 64);
-const HEADROOM = 16;
+/** Room for the WireGuard header before each TUN packet (handleTunBatch seals in place from the slot start). */
+const HEADROOM = TRANSPORT_HEADER_SIZE;
 
 /** One outgoing list: datagrams (or TUN writes) pointing into one batch buffer. */
 class OutList {
@@ -176,27 +178,31 @@ function flush(): void {
   flushTun();
 }
 
+/** Whether datagram i of the receive batch is not for the device: truncated, or disco/STUN for the main thread. */
+function notForDevice(i: number): boolean {
+  const len = udpInLens[i]!;
+  if (len < 0) {
+    drops.rx_truncated++;
+    return true;
+  }
+  const off = i * SLOT;
+  if (messageType(udpIn, off, len) !== 0 || !isControlDatagram(udpIn, off, len)) return false;
+  if (budget.take(systemClock.now())) {
+    rxOut.push({ data: udpIn.slice(off, off + len), addr: udpInAddrs.slice(i * ENDPOINT_LEN, (i + 1) * ENDPOINT_LEN) });
+  } else drops.control_ratelimited++;
+  return true;
+}
+
 /** Receive from `fd`; `sock` (an extra socket's index, else 0) is stamped into each source endpoint's byte [1]. */
 function drainUdp(fd: number, sock = 0): void {
   for (let round = 0; round < 8; round++) {
     const n = native.udpRecvBatch(fd, udpIn, SLOT, BATCH, udpInLens, udpInAddrs);
     if (n <= 0) return;
     for (let i = 0; i < n; i++) {
-      const len = udpInLens[i]!;
-      if (len < 0) {
-        drops.rx_truncated++;
-        continue;
-      }
-      const off = i * SLOT;
       if (sock !== 0) udpInAddrs[i * ENDPOINT_LEN + 1] = sock;
-      if (messageType(udpIn, off, len) === 0 && isControlDatagram(udpIn, off, len)) {
-        if (budget.take(systemClock.now())) {
-          rxOut.push({ data: udpIn.slice(off, off + len), addr: udpInAddrs.slice(i * ENDPOINT_LEN, (i + 1) * ENDPOINT_LEN) });
-        } else drops.control_ratelimited++;
-        continue;
-      }
-      device.handleUdp(udpIn, off, len, udpInAddrs, i * ENDPOINT_LEN);
+      if (notForDevice(i)) udpInLens[i] = -1; // the device skips it
     }
+    device.handleUdpBatch(udpIn, SLOT, n, udpInLens, udpInAddrs);
     flush();
     if (n < BATCH) return;
   }
@@ -206,10 +212,7 @@ function drainTun(): void {
   for (let round = 0; round < 8; round++) {
     const n = native.readBatch(init.tunFd, tunIn, SLOT, HEADROOM, BATCH, tunInLens);
     if (n <= 0) return;
-    for (let i = 0; i < n; i++) {
-      const off = i * SLOT + HEADROOM;
-      device.handleTun(tunIn, off, tunInLens[i]!, (i + 1) * SLOT);
-    }
+    device.handleTunBatch(tunIn, SLOT, n, tunInLens);
     flush();
     if (n < BATCH) return;
   }

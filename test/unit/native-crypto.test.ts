@@ -2,7 +2,8 @@
  * Tests for wn_seal / wn_open (native/warren_native.c via src/dataplane/io):
  * WireGuard transport framing byte for byte, equivalence with node:crypto's
  * ChaCha20-Poly1305 (anchored on RFC 8439 §2.8.2) and with @noble/ciphers,
- * padding, tampering, capacity, the batch variants, and use from a worker.
+ * padding, tampering, capacity, payloads past the C scratch buffer, the
+ * batch variants, and use from a worker.
  */
 import * as assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
@@ -228,6 +229,76 @@ describe('wn_open', () => {
     const { pkt, n } = sealed(0);
     assert.equal(n, 32);
     assert.equal(wn.open(key, pkt, n), 0);
+  });
+});
+
+describe('payloads past the 2048-byte scratch', () => {
+  // wn_seal / wn_open run the first 2048 payload bytes through a per-thread
+  // scratch and the rest in place: lengths around that edge, and far past it.
+  const SCRATCH = 2048;
+  const lengths: number[] = [];
+  for (let len = 1980; len <= 2120; len++) lengths.push(len);
+  lengths.push(4095, 4096, 4097, 9000, 16384, 65000);
+
+  it('seals exactly as node:crypto and opens back, at every length', () => {
+    for (const len of lengths) {
+      const key = randomBytes(32);
+      const ctr = BigInt(len) * 0x1_0000_0003n;
+      const plain = randomBytes(len);
+      const pkt = packet(plain);
+      const n = wn.seal(key, 3, ctr, pkt, len, 0, pkt.length);
+      const body = padded(len, 0);
+      assert.equal(n, 32 + body, `length ${len}`);
+      assert.ok(pkt.subarray(16, n).equals(refSeal(key, ctr, Buffer.concat([plain, Buffer.alloc(body - len)]))), `ciphertext for ${len}`);
+      assert.equal(pkt[n], 0xee, `nothing written past the message (${len})`);
+      assert.equal(wn.open(key, pkt, n), body);
+      assert.ok(pkt.subarray(16, 16 + len).equals(plain), `round trip for ${len}`);
+    }
+  });
+
+  it('opens messages sealed by node:crypto', () => {
+    for (const len of [2047, 2048, 2049, 2064, 65000]) {
+      const key = randomBytes(32);
+      const plain = randomBytes(len);
+      const hdr = Buffer.alloc(16);
+      hdr.writeUInt32LE(4, 0);
+      hdr.writeBigUInt64LE(77n, 8);
+      const pkt = Buffer.concat([hdr, refSeal(key, 77n, plain)]);
+      assert.equal(wn.open(key, pkt, pkt.length), len);
+      assert.ok(pkt.subarray(16, 16 + len).equals(plain), `plaintext for ${len}`);
+    }
+  });
+
+  it('rejects a flipped bit in the first chunk, past it, or in the tag; a rejected message of up to 2048 payload bytes is left untouched', () => {
+    for (const len of lengths) {
+      const key = randomBytes(32);
+      const pkt = packet(randomBytes(len));
+      const n = wn.seal(key, 1, 5n, pkt, len, 0, pkt.length);
+      const body = n - 32;
+      const sealed = Buffer.from(pkt);
+      const spots = [16, 16 + Math.min(body, SCRATCH) - 1, n - 17, n - 16, n - 1];
+      if (body > SCRATCH) spots.push(16 + SCRATCH, 16 + SCRATCH + 1);
+      for (const at of spots) {
+        pkt.set(sealed);
+        pkt[at]! ^= 0x10;
+        const forged = Buffer.from(pkt);
+        assert.equal(wn.open(key, pkt, n), EBADMSG, `flip at ${at} of ${n}`);
+        if (body <= SCRATCH) assert.ok(pkt.equals(forged), `left as it was: flip at ${at} of ${n}`);
+      }
+    }
+  });
+
+  it('keeps each key apart when calls alternate between keys', () => {
+    const keys = [randomBytes(32), randomBytes(32)];
+    for (const len of [100, 2100, 65000, 2100, 100]) {
+      for (const [k, key] of keys.entries()) {
+        const plain = randomBytes(len);
+        const pkt = packet(plain);
+        const n = wn.seal(key, 1, BigInt(k), pkt, len, 0, pkt.length);
+        const body = padded(len, 0);
+        assert.ok(pkt.subarray(16, n).equals(refSeal(key, BigInt(k), Buffer.concat([plain, Buffer.alloc(body - len)]))), `key ${k}, ${len}`);
+      }
+    }
   });
 });
 

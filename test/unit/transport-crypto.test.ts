@@ -49,3 +49,67 @@ test('seal refuses when the message would not fit before cap', () => {
   const buf = new Uint8Array(100);
   assert.equal(js.seal(randomBytes(32), 1, 1, buf, 0, 70, 100), -1);
 });
+
+/** `count` packets in `slot`-byte slots from `off`, plaintext at +16; lens[i] = plaintext length. */
+function slots(plains: Uint8Array[], slot: number, off = 0): { buf: Uint8Array; lens: Int32Array } {
+  const buf = new Uint8Array(off + slot * plains.length);
+  const lens = new Int32Array(plains.length);
+  plains.forEach((p, i) => {
+    buf.set(p, off + i * slot + 16);
+    lens[i] = p.length;
+  });
+  return { buf, lens };
+}
+
+for (const backend of ['node', 'native'] as const) {
+  const make = (mtu: number) => (backend === 'node' ? new NodeTransportCrypto(mtu) : new NativeTransportCrypto(loadNative(), mtu));
+
+  test(`${backend}: sealBatch equals seal with consecutive counters, and refuses only what does not fit its slot`, () => {
+    const mtu = 1420;
+    const c = make(mtu);
+    const slot = 1536;
+    const key = randomBytes(32);
+    const plains = Array.from({ length: 9 }, (_, i) => randomBytes([0, 1, 100, 1419, 1420, 1510, 16, 17, 1280][i]!));
+    const off = 2 * slot; // the run starts at the third slot of the buffer
+    const { buf, lens } = slots(plains, slot, off);
+    if (c instanceof NativeTransportCrypto) c.register(buf, slot); // the worker's path: ready-made slot views
+    assert.equal(c.sealedLength(1510), 32 + 1516);
+    assert.equal(c.sealBatch(key, 0xabcdef01, 0x1_0000_0000, buf, off, slot, plains.length, lens), plains.length - 1);
+    assert.equal(lens[5], -1, '1510 bytes (padded to 1516) + 32 do not fit a 1536-byte slot');
+    const one = new Uint8Array(slot);
+    plains.forEach((p, i) => {
+      if (i === 5) return;
+      one.fill(0);
+      one.set(p, 16);
+      const n = c.seal(key, 0xabcdef01, 0x1_0000_0000 + i, one, 0, p.length, slot);
+      assert.equal(lens[i], n, `length of packet ${i}`);
+      assert.deepEqual(buf.subarray(off + i * slot, off + i * slot + n), one.subarray(0, n), `bytes of packet ${i}`);
+    });
+  });
+
+  test(`${backend}: openBatch opens with per-message keys at absolute offsets; a tampered message is -1 and the rest open`, () => {
+    const c = make(1420);
+    const other = backend === 'node' ? new NativeTransportCrypto(loadNative(), 1420) : new NodeTransportCrypto(1420);
+    const keys = randomBytes(96);
+    const key = (k: number) => keys.subarray(32 * k, 32 * k + 32);
+    const slot = 1536;
+    const plains = Array.from({ length: 7 }, (_, i) => randomBytes(i * 200));
+    const { buf } = slots(plains, slot);
+    const keyIdx = Int32Array.from([0, 1, 2, 1, 0, 2, 1]);
+    const offs = new Int32Array(plains.length);
+    const lens = new Int32Array(plains.length);
+    plains.forEach((p, i) => {
+      offs[i] = i * slot;
+      // Sealed by the other backend: each opens the other's messages.
+      lens[i] = other.seal(key(keyIdx[i]!), 9, 1000 + i, buf, offs[i]!, p.length, offs[i]! + slot);
+    });
+    buf[offs[3]! + 40]! ^= 0x20;
+    assert.equal(c.openBatch(keys, keyIdx, buf, plains.length, offs, lens), plains.length - 1);
+    assert.equal(lens[3], -1);
+    plains.forEach((p, i) => {
+      if (i === 3) return;
+      assert.equal(lens[i], paddedLength(p.length, 1420), `plaintext length ${i}`);
+      assert.deepEqual(Buffer.from(buf.subarray(offs[i]! + 16, offs[i]! + 16 + p.length)), p, `plaintext ${i}`);
+    });
+  });
+}
