@@ -334,7 +334,7 @@ export async function runMeshMode(o: MeshModeOptions): Promise<number> {
   const { log } = o;
   const state = new NodeState(o.stateDir);
   state.machineKey();
-  const engine = await Engine.start({ tunName: o.tun, mtu: MESH_MTU, listenPort: o.port, timers: o.knobs.timers, stateDir: o.stateDir, crypto: o.knobs.crypto, log });
+  const engine = await Engine.start({ tunName: o.tun, mtu: MESH_MTU, listenPort: o.port, timers: o.knobs.timers, stateDir: o.stateDir, crypto: o.knobs.crypto, activityReports: true, log });
   const router = new Router({ log: (m) => log('debug', m) });
   const trim = new StartupTrim({ delayMs: o.knobs.trimDelayMs, log });
   const node = new MeshNode(o, state, engine, router, trim);

@@ -14,6 +14,8 @@ export interface WorkerInit {
   timestampPath: string | null;
   /** 'native' (default) or 'node' (node:crypto) for transport crypto. */
   crypto: 'native' | 'node';
+  /** Post `activity` messages (path choice wants them; plain WireGuard mode does not). */
+  activityReports: boolean;
 }
 
 /** A datagram and a 20-byte endpoint (src.dataplane/endpoint.ts): where it came from or goes to. */

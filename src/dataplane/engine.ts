@@ -30,6 +30,8 @@ export interface EngineOptions {
   timers: TimerProfile;
   stateDir: string | null;
   crypto?: 'native' | 'node';
+  /** Report which peers carry traffic (EngineEvents.activity): for path choice. Default false. */
+  activityReports?: boolean;
   log: (level: 'info' | 'warn' | 'debug' | 'error', msg: string) => void;
 }
 
@@ -79,6 +81,7 @@ export class Engine {
         tunFd, udp4Fd: fds.udp4, udp6Fd: fds.udp6, wakeFd: fds.wake, mtu: opts.mtu, timers: opts.timers,
         timestampPath: opts.stateDir ? join(opts.stateDir, 'handshake-timestamp') : null,
         crypto: opts.crypto ?? 'native',
+        activityReports: opts.activityReports ?? false,
       };
       const worker = new Worker(new URL('./engine-worker.js', import.meta.url), { workerData: init, name: 'warren-packets' });
       const engine = new Engine(native, worker, tun, port, fds, opts.log);
