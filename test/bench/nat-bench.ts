@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     }
     const hits = bday.filter((x): x is number => x !== null);
     console.log(`easy ↔ hard NAT (full port range) via the birthday paradox: direct in ${hits.length}/${BDAY_RUNS} runs; ` +
-      (hits.length ? `median ${pct(hits, 50)} ms, p90 ${pct(hits, 90)} ms, max ${Math.max(...hits)} ms (includes ${3} s on the relay before an attempt starts)` : ''));
+      (hits.length ? `median ${pct(hits, 50)} ms, p90 ${pct(hits, 90)} ms, max ${Math.max(...hits)} ms (from the stream's first ping; the 3 s a peer spends on the relay before an attempt counts from when the relay path was chosen, which can be earlier)` : ''));
 
     const iperf = async (from: Member, to: Member, label: string): Promise<void> => {
       const dst = await ipOf(to.node);
