@@ -12,6 +12,8 @@ import { cpus } from 'node:os';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
 const SPARSE_PINGS = Number(process.env['BENCH_SPARSE_PINGS'] ?? 20);
+/** The tunnel MTU on both sides (1420, WireGuard's default; BENCH_MTU=1280 for the IPv6 minimum). */
+const MTU = Number(process.env['BENCH_MTU'] ?? 1420);
 
 interface Figures {
   up: number; // Gbit/s, a → b
@@ -77,9 +79,9 @@ async function runWarren(): Promise<Figures> {
   try {
     const h = await twoHosts(lab);
     const ka = genKeyPair(), kb = genKeyPair();
-    const a = await startWarrend(lab, h.a, { privateKey: ka.privateKey, listenPort: 51820, addresses: ['10.88.0.1/24'],
+    const a = await startWarrend(lab, h.a, { privateKey: ka.privateKey, listenPort: 51820, mtu: MTU, addresses: ['10.88.0.1/24'],
       peers: [{ publicKey: kb.publicKey, allowedIps: ['10.88.0.2/32'], endpoint: `${h.bAddr}:51820` }] }, { env: { WARREN_TEST_MODE: '0', WARREN_LOG: 'info' } });
-    const b = await startWarrend(lab, h.b, { privateKey: kb.privateKey, listenPort: 51820, addresses: ['10.88.0.2/24'],
+    const b = await startWarrend(lab, h.b, { privateKey: kb.privateKey, listenPort: 51820, mtu: MTU, addresses: ['10.88.0.2/24'],
       peers: [{ publicKey: ka.publicKey, allowedIps: ['10.88.0.1/32'], endpoint: `${h.aAddr}:51820` }] }, { env: { WARREN_TEST_MODE: '0', WARREN_LOG: 'info' } });
     const f = await measure(lab, h, '10.88.0.2');
     f.rssMb = Math.max(rssPeakMb(a.proc.pid), rssPeakMb(b.proc.pid));
@@ -94,9 +96,9 @@ async function runWgGo(): Promise<Figures> {
   try {
     const h = await twoHosts(lab);
     const ka = genKeyPair(), kb = genKeyPair();
-    await startWireguardGo(lab, h.a, { ifname: lab.uniqueIfname('wgba'), privateKey: ka.privateKey, listenPort: 51820, addresses: ['10.88.0.1/24'],
+    await startWireguardGo(lab, h.a, { ifname: lab.uniqueIfname('wgba'), privateKey: ka.privateKey, listenPort: 51820, mtu: MTU, addresses: ['10.88.0.1/24'],
       peers: [{ publicKey: kb.publicKey, allowedIps: ['10.88.0.2/32'], endpoint: `${h.bAddr}:51820` }] });
-    await startWireguardGo(lab, h.b, { ifname: lab.uniqueIfname('wgbb'), privateKey: kb.privateKey, listenPort: 51820, addresses: ['10.88.0.2/24'],
+    await startWireguardGo(lab, h.b, { ifname: lab.uniqueIfname('wgbb'), privateKey: kb.privateKey, listenPort: 51820, mtu: MTU, addresses: ['10.88.0.2/24'],
       peers: [{ publicKey: ka.publicKey, allowedIps: ['10.88.0.1/32'], endpoint: `${h.aAddr}:51820` }] });
     return await measure(lab, h, '10.88.0.2');
   } finally {
@@ -116,7 +118,7 @@ async function bareLink(): Promise<number> {
 
 async function main(): Promise<void> {
   const ver = await wireguardGoVersion();
-  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, node ${process.version}; iperf3 ${SECONDS} s per run; MTU 1420`);
+  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, node ${process.version}; iperf3 ${SECONDS} s per run; MTU ${MTU}`);
   const bare = await bareLink();
   const g = await runWgGo();
   const w = await runWarren();
