@@ -90,8 +90,12 @@ export class Device {
   private scratch = new Uint8Array(65536 + 64);
   private readonly sealRun = new SealRun();
   private readonly openBatch = new OpenBatch();
-  /** Told (at most once per ACTIVITY_REPORT_MS per peer) that data flows to or from a peer. */
-  onActivity: ((keyB64: string) => void) | null = null;
+  /**
+   * Told (at most once per ACTIVITY_REPORT_MS per peer) that data flows to or
+   * from a peer; `quietMs` is how long since the previous report (Infinity for
+   * the first), so a listener can tell traffic starting from traffic going on.
+   */
+  onActivity: ((keyB64: string, quietMs: number) => void) | null = null;
   private readonly noteDeadline = (t: number): void => {
     if (t < this.nextDeadline) this.nextDeadline = t;
   };
@@ -173,8 +177,9 @@ export class Device {
   }
 
   private reportActivity(peer: Peer, now: number): void {
+    const quietMs = now - peer.lastActivityReport;
     peer.lastActivityReport = now;
-    this.onActivity?.(peer.keyB64);
+    this.onActivity?.(peer.keyB64, quietMs);
   }
 
   get underLoadForced(): boolean {

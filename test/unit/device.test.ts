@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemNet, ipv4Packet, configPair } from '../helpers/memnet.js';
 import type { DeviceConfig } from '../../src/dataplane/device.js';
+import { ACTIVITY_REPORT_MS } from '../../src/dataplane/device.js';
 import { NodeTransportCrypto, type TransportCrypto } from '../../src/dataplane/transport-crypto.js';
 import { NativeTransportCrypto } from '../../src/dataplane/native-crypto.js';
 import { loadNative } from '../../src/dataplane/io/native.js';
@@ -127,6 +128,25 @@ test('no path yet (roaming off, no endpoint): packets wait, activity is reported
   a.device.setEndpoint(key, b.addr);
   net.run();
   assert.equal(b.tunOut.length, 2, 'both staged packets delivered after the handshake');
+});
+
+test('activity reports say how long the peer was quiet: Infinity first, then the time since the last report', () => {
+  const { net, a } = setup();
+  const reports: Array<[string, number]> = [];
+  a.device.onActivity = (k, quietMs) => reports.push([k, quietMs]);
+  const key = a.device.status().peers[0]!.publicKey;
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(0)));
+  net.run();
+  net.advance(ACTIVITY_REPORT_MS / 2);
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(1))); // within the rate limit: no report
+  net.run();
+  net.advance(60_000);
+  a.send(ipv4Packet('10.0.0.1', '10.0.0.2', payload(2)));
+  net.run();
+  assert.equal(reports.length, 2, JSON.stringify(reports));
+  assert.deepEqual(reports[0], [key, Infinity]);
+  assert.equal(reports[1]![0], key);
+  assert.ok(Math.abs(reports[1]![1] - (60_000 + ACTIVITY_REPORT_MS / 2)) <= 50, `quiet for ${reports[1]![1]} ms`);
 });
 
 test('rekey after REKEY_AFTER_TIME replaces the session without losing traffic', () => {
