@@ -7,7 +7,6 @@
  * main thread signals the eventfd (a message is waiting).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSync, readSync } from 'node:fs';
 import { loadNative, POLLIN, POLLOUT, POLL_MAX } from './io/native.js';
 import { Device, type DeviceIO } from './device.js';
 import { systemClock } from './clock.js';
@@ -17,7 +16,6 @@ import { NodeTransportCrypto, type TransportCrypto } from './transport-crypto.js
 import { ENDPOINT_LEN, RELAY_FAMILY } from './endpoint.js';
 import { messageType, TRANSPORT_HEADER_SIZE } from '../wire/wireguard.js';
 import { isControlDatagram, DatagramBudget } from './demux.js';
-import { WarmUp, type WarmUpLoop } from './warm-up.js';
 import type { WorkerInit, ToWorker, FromWorker, Datagram } from './engine-protocol.js';
 
 const init = workerData as WorkerInit;
@@ -86,11 +84,7 @@ function postQueued(): void {
   }
 }
 
-/** Set only while the warm-up runs: its devices' one-at-a-time sends go there, never to a socket. */
-let divert: DeviceIO['sendUdp'] | null = null;
-
 function sendNow(buf: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
-  if (divert !== null) return divert(buf, off, len, dst, dstOff);
   const sock = dst[dstOff + 1]!;
   const fd = sock !== 0 ? extraFds.get(sock) ?? -1 : dst[dstOff] === 6 ? init.udp6Fd : init.udp4Fd;
   if (fd < 0) {
@@ -156,11 +150,12 @@ const device = new Device(io, crypto, {
  */
 const ACTIVITY_POST_DELAY_MS = 20;
 let activitySince = 0;
-function noteActivity(key: string): void {
-  if (activity.length === 0) activitySince = systemClock.now();
-  activity.push(key);
+if (init.activityReports) {
+  device.onActivity = (key) => {
+    if (activity.length === 0) activitySince = systemClock.now();
+    activity.push(key);
+  };
 }
-if (init.activityReports) device.onActivity = noteActivity;
 
 function flushUdp(fd: number, list: OutList): void {
   let done = 0;
@@ -212,25 +207,16 @@ function notForDevice(i: number): boolean {
   return true;
 }
 
-/** The receive batch's n datagrams to `dev` (the device; a warm-up device while warming up). */
-function udpBatch(dev: Device, n: number, sock: number): void {
-  for (let i = 0; i < n; i++) {
-    if (sock !== 0) udpInAddrs[i * ENDPOINT_LEN + 1] = sock;
-    if (notForDevice(i)) udpInLens[i] = -1; // the device skips it
-  }
-  dev.handleUdpBatch(udpIn, SLOT, n, udpInLens, udpInAddrs);
-}
-
-function tunBatch(dev: Device, n: number): void {
-  dev.handleTunBatch(tunIn, SLOT, n, tunInLens);
-}
-
 /** Receive from `fd`; `sock` (an extra socket's index, else 0) is stamped into each source endpoint's byte [1]. */
 function drainUdp(fd: number, sock = 0): void {
   for (let round = 0; round < 8; round++) {
     const n = native.udpRecvBatch(fd, udpIn, SLOT, BATCH, udpInLens, udpInAddrs);
     if (n <= 0) return;
-    udpBatch(device, n, sock);
+    for (let i = 0; i < n; i++) {
+      if (sock !== 0) udpInAddrs[i * ENDPOINT_LEN + 1] = sock;
+      if (notForDevice(i)) udpInLens[i] = -1; // the device skips it
+    }
+    device.handleUdpBatch(udpIn, SLOT, n, udpInLens, udpInAddrs);
     flush();
     if (n < BATCH) return;
   }
@@ -240,7 +226,7 @@ function drainTun(): void {
   for (let round = 0; round < 8; round++) {
     const n = native.readBatch(init.tunFd, tunIn, SLOT, HEADROOM, BATCH, tunInLens);
     if (n <= 0) return;
-    tunBatch(device, n);
+    device.handleTunBatch(tunIn, SLOT, n, tunInLens);
     flush();
     if (n < BATCH) return;
   }
@@ -248,66 +234,12 @@ function drainTun(): void {
 
 let running = true;
 
-/**
- * The JIT warm-up (warm-up.ts) runs in steps whenever poll finds nothing to
- * do, so a real packet waits at most one step (a few ms during the set-up,
- * WARM_UP_SLICE_MS after it): the set-up at once, its traffic from the first
- * completed handshake on (or WARM_UP_IDLE_START_MS after start), so that
- * start-up to tunnel-up does not share the CPU with it. A packet path kept
- * busy by real traffic warms up by itself: the warm-up then gives up after
- * WARM_UP_GIVE_UP_MS. WARREN_JIT_WARMUP=0 turns it off (for comparisons).
- */
-let warm: WarmUp | null = null;
-const WARM_UP_SLICE_MS = 0.5;
-const WARM_UP_IDLE_START_MS = 2000;
-const WARM_UP_GIVE_UP_MS = 10_000;
-const startedAt = systemClock.now();
-let warmingSince = 0;
-
-/** Whether a warm-up step is due when the loop is idle. */
-function warmingNow(now: number): boolean {
-  if (warm === null) return false;
-  if (warmingSince === 0 && (device.counters.handshakes_completed > 0 || now - startedAt >= WARM_UP_IDLE_START_MS)) warmingSince = now;
-  return warmingSince !== 0 || warm.settingUp;
-}
-
-function warmStep(now: number): void {
-  const w = warm!;
-  if (warmingSince !== 0 && now - warmingSince > WARM_UP_GIVE_UP_MS) w.stop(`given up after ${WARM_UP_GIVE_UP_MS} ms: the packet path was busy`);
-  else w.step(WARM_UP_SLICE_MS);
-  if (!w.done) return;
-  warm = null;
-  const r = w.report();
-  post({ type: 'log', level: 'debug', msg: `packet worker JIT warm-up: ${r.packets} packets in ${(now - warmingSince).toFixed(0)} ms ` +
-    `(${r.ms.toFixed(1)} ms of ${cpuClockName} in steps)${r.complete ? '' : `; ${r.note}`}` });
-}
-
-/** This thread's CPU time (ms): the first field of /proc/thread-self/schedstat (ns), read without allocating; NaN where there is none. */
-const schedstat = { fd: -1, buf: new Uint8Array(64) };
-try {
-  schedstat.fd = openSync('/proc/thread-self/schedstat', 'r');
-} catch {
-  /* not Linux, or no schedstats: the warm-up counts wall time */
-}
-function threadCpuMs(): number {
-  if (schedstat.fd < 0) return NaN;
-  const n = readSync(schedstat.fd, schedstat.buf, 0, schedstat.buf.length, 0);
-  let ns = 0;
-  for (let i = 0; i < n; i++) {
-    const d = schedstat.buf[i]! - 48;
-    if (d < 0 || d > 9) break;
-    ns = ns * 10 + d;
-  }
-  return ns / 1e6;
-}
-
 function loop(): void {
   try {
     while (running) {
       const now = systemClock.now();
       const wait = Math.min(device.nextDeadline, activity.length ? activitySince + ACTIVITY_POST_DELAY_MS : Infinity) - now;
-      const warming = warmingNow(now);
-      const timeout = warming ? 0 : wait === Infinity ? 1000 : Math.max(0, Math.min(1000, Math.ceil(wait)));
+      const timeout = wait === Infinity ? 1000 : Math.max(0, Math.min(1000, Math.ceil(wait)));
       const r = native.poll(pollFds, null, pollFds.length, revents, timeout);
       if (r < 0) throw new Error(`poll failed (errno ${-r}) on ${pollFds.length} fds`);
       if (r > 0) {
@@ -319,7 +251,6 @@ function loop(): void {
       device.tick();
       flush();
       postQueued();
-      if (r === 0 && warming) warmStep(now);
       if (r > 0 && revents[0]! & POLLIN) {
         native.eventfdDrain(init.wakeFd);
         setImmediate(loop); // let pending messages in, then carry on
@@ -353,7 +284,6 @@ port.on('message', (m: ToWorker) => {
       post({ type: 'status', id: m.id, status: st });
     } else if (m.type === 'stop') {
       running = false;
-      warm?.stop();
       for (const p of device.peers.values()) device.freeIndices(p.zeroAll());
       post({ type: 'stopped' });
       port.close();
@@ -363,29 +293,5 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-/**
- * The warm-up (warm-up.ts) drives this loop's own pieces: io, buffers, batch
- * handlers, crypto. Only the system calls (poll, reads, sends) stay out.
- */
-const warmUpLoop: WarmUpLoop = {
-  io, crypto, clock: systemClock, timers: init.timers, slot: SLOT,
-  tunIn, tunLens: tunInLens, udpIn, udpLens: udpInLens, udpAddrs: udpInAddrs,
-  sent: out4, delivered: tunOut,
-  onActivity: init.activityReports ? noteActivity : null,
-  tunBatch,
-  udpBatch: (dev, n) => udpBatch(dev, n, 0),
-  divert: (sink) => {
-    divert = sink;
-    if (sink) activityMark = activity.length;
-  },
-  reset: () => {
-    activity.length = activityMark;
-  },
-};
-/** How many activity reports were queued when a warm-up step began: the step's own are dropped after it. */
-let activityMark = 0;
-
 post({ type: 'ready', crypto: crypto.name });
-const cpuClockName = Number.isNaN(threadCpuMs()) ? 'time' : 'CPU';
-if (process.env['WARREN_JIT_WARMUP'] !== '0') warm = new WarmUp(warmUpLoop, { cpuClock: cpuClockName === 'CPU' ? threadCpuMs : undefined });
 setImmediate(loop);
