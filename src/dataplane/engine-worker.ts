@@ -149,10 +149,13 @@ const device = new Device(io, crypto, {
  * report sooner: path choice works in seconds.
  */
 const ACTIVITY_POST_DELAY_MS = 20;
+/** A peer quiet this long is starting traffic: its report goes at once (path choice starts looking for a direct path). */
+const ACTIVITY_START_QUIET_MS = 10_000;
 let activitySince = 0;
 if (init.activityReports) {
-  device.onActivity = (key) => {
+  device.onActivity = (key, quietMs) => {
     if (activity.length === 0) activitySince = systemClock.now();
+    if (quietMs >= ACTIVITY_START_QUIET_MS) activitySince = -Infinity;
     activity.push(key);
   };
 }
