@@ -7,7 +7,7 @@
  * calls cross into C once per batch: the per-call cost (~300 ns through koffi)
  * was most of the gap to OpenSSL's own speed.
  */
-import { paddedLength, type TransportCrypto } from './transport-crypto.js';
+import { messageLength, type TransportCrypto } from './transport-crypto.js';
 import type { WarrenNative } from './io/native.js';
 
 interface SlotViews {
@@ -43,7 +43,7 @@ export class NativeTransportCrypto implements TransportCrypto {
   }
 
   sealedLength(plainLen: number): number {
-    return 32 + paddedLength(plainLen, this.mtu);
+    return messageLength(plainLen, this.mtu);
   }
 
   seal(key: Buffer, receiver: number, counter: number, buf: Uint8Array, pktOff: number, plainLen: number, cap: number): number {

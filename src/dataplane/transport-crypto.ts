@@ -53,12 +53,17 @@ export function paddedLength(plainLen: number, mtu: number): number {
   return plainLen + (padded - last);
 }
 
+/** A transport message's length for `plainLen` bytes of plaintext: header, padded plaintext, tag. */
+export function messageLength(plainLen: number, mtu: number): number {
+  return 32 + paddedLength(plainLen, mtu);
+}
+
 export class NodeTransportCrypto implements TransportCrypto {
   readonly name = 'node:crypto';
   constructor(private readonly mtu = 0) {}
 
   sealedLength(plainLen: number): number {
-    return 32 + paddedLength(plainLen, this.mtu);
+    return messageLength(plainLen, this.mtu);
   }
 
   seal(key: Buffer, receiver: number, counter: number, buf: Uint8Array, pktOff: number, plainLen: number, cap: number): number {
